@@ -1,0 +1,49 @@
+# cycler: the two commands a new user needs are `make demo` and `make test`.
+# Both install what they need first (see scripts/install-deps.sh).
+
+GO       ?= go
+BIN      := $(CURDIR)/.bin
+GOFILES   = $(shell find . -name '*.go' -not -path './tools/*' -not -path './.bin/*')
+LDFLAGS  := -X github.com/cyclerhq/cycler/version.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+# Integration tests find the Consul binary here.
+export CYCLER_CONSUL_BIN := $(BIN)/consul
+
+.PHONY: all build deps vet unit integration test demo fuzz clean
+
+all: build
+
+## build: the cyclerd, cyclerctl and demo-app binaries into .bin/
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+## deps: nginx, varnish, wrk and haproxy from apt; the Consul agent built from tools/consul
+deps:
+	./scripts/install-deps.sh
+
+## vet: go vet (with and without the integration tag) and gofmt
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./integration/...
+	@unformatted="$$(gofmt -l $(GOFILES))"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+
+## unit: unit tests with the race detector
+unit:
+	$(GO) test -race -count=1 ./...
+
+## integration: tests against real Consul, nginx, varnishd and cyclerd processes
+integration: deps
+	$(GO) test -tags integration -count=1 -timeout 40m ./integration/... ./lbdrivers/...
+
+## test: everything CI runs
+test: deps vet unit integration
+
+## demo: a local lab on loopback; ARGS=--once prints the summary and exits
+demo: deps build
+	$(GO) run ./integration/lab $(ARGS)
+
+## fuzz: a short run of every fuzz target (their corpora live in testdata/fuzz)
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./config/
+
+clean:
+	rm -rf $(BIN)/cyclerd $(BIN)/cyclerctl $(BIN)/cycler-demoapp

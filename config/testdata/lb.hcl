@@ -1,0 +1,49 @@
+# cyclerd lb configuration for an nginx load balancer.
+#
+# Check the file with:  cyclerd config check -role lb /etc/cycler/lb.hcl
+
+# Name of this load balancer in Consul KV acknowledgements.
+lb_id = "lb-1"
+
+log {
+  level  = "info"
+  format = "json"
+}
+
+api {
+  listen = "127.0.0.1:7402"
+}
+
+consul {
+  address = "127.0.0.1:8500"
+}
+
+# Services whose live pool this LB routes to.
+services = ["web", "api"]
+
+# Never apply fewer backends than this; keep the last good set instead.
+min_live = 2
+
+driver "nginx" {
+  # dynamic: backends live in a lua_shared_dict, switched with no reload.
+  # reload:  render an upstream include, nginx -t, reload.
+  mode       = "dynamic"
+  binary     = "/usr/sbin/nginx"
+  config_dir = "/etc/nginx/cycler"
+
+  # The loopback-only admin location of the cycler lua module.
+  admin_addr        = "127.0.0.1:8081"
+  admin_secret_file = "/etc/cycler/nginx-admin.secret"
+
+  reload_timeout = "10s"
+}
+
+# A varnish LB would use instead:
+#
+# driver "varnish" {
+#   varnishadm  = "/usr/bin/varnishadm"
+#   admin_addr  = "127.0.0.1:6082"
+#   secret_file = "/etc/varnish/secret"
+#   vcl_dir     = "/etc/varnish/cycler"
+#   keep_vcls   = 2
+# }

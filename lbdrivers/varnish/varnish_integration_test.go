@@ -1,0 +1,244 @@
+//go:build integration
+
+package varnish_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/cyclerhq/cycler/integration/harness"
+	"github.com/cyclerhq/cycler/lbdrivers"
+	"github.com/cyclerhq/cycler/lbdrivers/varnish"
+	"github.com/cyclerhq/cycler/pool"
+)
+
+func stepCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func startApps(t *testing.T, p pool.Pool, ids ...string) []lbdrivers.Backend {
+	t.Helper()
+	var out []lbdrivers.Backend
+	for _, id := range ids {
+		a := harness.StartDemoApp(t, harness.DemoAppOptions{Version: "v-" + string(p), Instance: id, Pool: p})
+		out = append(out, lbdrivers.Backend{ID: id, Address: a.Host, Port: a.Port})
+	}
+	return out
+}
+
+var freshClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func get(t *testing.T, url string) (int, string, string) {
+	t.Helper()
+	resp, err := freshClient.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-App-Instance"), string(body)
+}
+
+// requireOnly sends n requests and fails unless each was answered 200 by a
+// backend in want and each backend in want answered. Varnish's round-robin
+// director is global, so 2*len(want) requests see every backend.
+func requireOnly(t *testing.T, url string, n int, want []lbdrivers.Backend) {
+	t.Helper()
+	var ids []string
+	for _, b := range want {
+		ids = append(ids, b.ID)
+	}
+	seen := map[string]int{}
+	for range n {
+		status, id, _ := get(t, url)
+		if status != http.StatusOK || !slices.Contains(ids, id) {
+			t.Fatalf("GET %s: status %d from %q, want 200 from one of %v (so far %v)", url, status, id, ids, seen)
+		}
+		seen[id]++
+	}
+	for _, id := range ids {
+		if seen[id] == 0 {
+			t.Fatalf("backend %q never answered in %d requests (all: %v)", id, n, seen)
+		}
+	}
+}
+
+func requireApplied(t *testing.T, d *varnish.Driver, gen uint64, want []lbdrivers.Backend) {
+	t.Helper()
+	g, got, err := d.Applied(stepCtx(t))
+	if err != nil {
+		t.Fatalf("Applied: %v", err)
+	}
+	if g != gen || !slices.Equal(got, lbdrivers.Sorted(want)) {
+		t.Fatalf("Applied = %d %v, want %d %v", g, got, gen, lbdrivers.Sorted(want))
+	}
+}
+
+// cyclerVCLs lists the loaded cycler VCLs (not those discarded and still
+// cooling down) and the active VCL's name.
+func cyclerVCLs(t *testing.T, v *harness.Varnish) (names []string, active string) {
+	t.Helper()
+	out, err := v.Adm(stepCtx(t), "vcl.list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		name := f[len(f)-1]
+		if f[0] == "active" {
+			active = name
+		}
+		if strings.HasPrefix(name, "cycler_") && f[0] != "discarded" {
+			names = append(names, name)
+		}
+	}
+	return names, active
+}
+
+func TestVarnishSwitch(t *testing.T) {
+	blue := startApps(t, pool.Blue, "web-blue-1", "web-blue-2")
+	green := startApps(t, pool.Green, "web-green-1", "web-green-2")
+	v := harness.StartVarnish(t, harness.VarnishOptions{})
+	dir := t.TempDir()
+	// Pass every request, so each answer comes from a backend, not the cache.
+	site := filepath.Join(dir, "site.vcl")
+	if err := os.WriteFile(site, []byte("sub vcl_recv {\n    return (pass);\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	opts := varnish.Options{
+		AdminAddr:  v.AdminAddr,
+		SecretFile: v.SecretFile,
+		VCLDir:     filepath.Join(dir, "vcl"),
+		KeepVCLs:   2,
+		Include:    site,
+		Logger:     zap.New(core),
+	}
+	d, err := varnish.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := v.URL() + "/"
+
+	requireApplied(t, d, 0, nil) // the boot VCL is not cyclerd's
+
+	if err := d.Apply(stepCtx(t), 1, blue); err != nil {
+		t.Fatal(err)
+	}
+	requireOnly(t, url, 8, blue)
+	requireApplied(t, d, 1, blue)
+	if status, _, body := get(t, v.URL()+varnish.GenerationPath); status != 200 || body != "1" {
+		t.Fatalf("generation path: %d %q, want 200 \"1\"", status, body)
+	}
+
+	if err := d.Apply(stepCtx(t), 2, green); err != nil {
+		t.Fatal(err)
+	}
+	requireOnly(t, url, 8, green)
+	requireApplied(t, d, 2, green)
+
+	// Idempotent: no new VCL for the same generation and set.
+	before, active := cyclerVCLs(t, v)
+	if err := d.Apply(stepCtx(t), 2, green); err != nil {
+		t.Fatal(err)
+	}
+	after, activeAfter := cyclerVCLs(t, v)
+	if !slices.Equal(before, after) || active != activeAfter {
+		t.Fatalf("re-applying the same set changed the VCLs: %v (%s) -> %v (%s)", before, active, after, activeAfter)
+	}
+	entries := logs.FilterMessage("backend set applied").All()
+	if changed := entries[len(entries)-1].ContextMap()["changed"]; changed != false {
+		t.Fatalf("idempotent Apply logged changed=%v", changed)
+	}
+
+	// More switches: at most KeepVCLs cycler VCLs stay loaded, and files.
+	for gen := uint64(3); gen <= 5; gen++ {
+		set := blue
+		if gen%2 == 0 {
+			set = green
+		}
+		if err := d.Apply(stepCtx(t), gen, set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names, active := cyclerVCLs(t, v)
+	if len(names) > opts.KeepVCLs || active != "cycler_5_1" {
+		t.Fatalf("after 5 switches: cycler VCLs %v, active %s; want at most %d, active cycler_5_1 (warnings: %v)", names, active, opts.KeepVCLs, logs.FilterMessage("discard old VCLs").All())
+	}
+	files, _ := filepath.Glob(filepath.Join(opts.VCLDir, "cycler_*.vcl"))
+	if len(files) != len(names) {
+		t.Fatalf("VCL files %v do not match the loaded VCLs %v", files, names)
+	}
+	requireOnly(t, url, 8, blue)
+	requireApplied(t, d, 5, blue)
+
+	// Refusals keep the active VCL and its traffic.
+	if err := d.Apply(stepCtx(t), 4, green); !errors.Is(err, varnish.ErrStaleGeneration) {
+		t.Fatalf("stale Apply: err %v, want ErrStaleGeneration", err)
+	}
+	if err := d.Apply(stepCtx(t), 6, nil); !errors.Is(err, varnish.ErrEmptySet) {
+		t.Fatalf("empty Apply: err %v, want ErrEmptySet", err)
+	}
+	broken := filepath.Join(dir, "broken.vcl")
+	if err := os.WriteFile(broken, []byte("sub vcl_recv {\n    this is not VCL;\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := opts
+	bad.Include = broken
+	db, err := varnish.New(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Apply(stepCtx(t), 6, green)
+	var cerr *varnish.CLIError
+	if !errors.As(err, &cerr) || !strings.Contains(cerr.Msg, "VCC-compiler") {
+		t.Fatalf("Apply of a VCL that does not compile: err %v, want a CLIError with the compiler's message", err)
+	}
+	wrong := opts
+	wrong.SecretFile = filepath.Join(dir, "wrong-secret")
+	if err := os.WriteFile(wrong.SecretFile, []byte("not the secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dw, err := varnish.New(wrong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dw.Apply(stepCtx(t), 6, green); !errors.Is(err, varnish.ErrUnauthorized) {
+		t.Fatalf("Apply with a wrong secret: err %v, want ErrUnauthorized", err)
+	}
+	requireOnly(t, url, 8, blue)
+	requireApplied(t, d, 5, blue)
+	if _, active := cyclerVCLs(t, v); active != "cycler_5_1" {
+		t.Fatalf("active VCL %s after refused applies, want cycler_5_1", active)
+	}
+
+	// A set that changes within a generation loads cycler_<gen>_2.
+	if err := d.Apply(stepCtx(t), 5, blue[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, active := cyclerVCLs(t, v); active != "cycler_5_2" {
+		t.Fatalf("active VCL %s, want cycler_5_2", active)
+	}
+	requireOnly(t, url, 4, blue[:1])
+	if status, _, body := get(t, v.URL()+varnish.GenerationPath); status != 200 || body != strconv.Itoa(5) {
+		t.Fatalf("generation path: %d %q, want 200 \"5\"", status, body)
+	}
+}
