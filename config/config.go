@@ -183,6 +183,11 @@ func (a API) check(c *checker) {
 		c.filePath("api.tls.key_file", a.TLS.KeyFile)
 		c.filePath("api.tls.client_ca_file", a.TLS.ClientCAFile)
 	}
+	if len(a.Tokens) == 0 {
+		// Every listener requires a token: an API open to anyone who can
+		// reach the port is never the default.
+		c.missing("api.token", `add at least one token "<name>" { secret_file = "..." scopes = [...] } block; every API call must present one`)
+	}
 	names := make(map[string]bool, len(a.Tokens))
 	secrets := make(map[string]string, len(a.Tokens))
 	for _, t := range a.Tokens {

@@ -80,9 +80,9 @@ func TestDefaultsReportExactlyTheRequiredKeys(t *testing.T) {
 		give interface{ Validate() error }
 		want []string
 	}{
-		{"server", &srv, []string{"data_dir"}},
-		{"agent", &agent, []string{"data_dir", "servers", "server_token", "service", "pool", "port"}},
-		{"lb", &lb, []string{"lb_id", "services", "driver"}},
+		{"server", &srv, []string{"data_dir", "api.token"}},
+		{"agent", &agent, []string{"data_dir", "api.token", "servers", "server_token", "service", "pool", "port"}},
+		{"lb", &lb, []string{"lb_id", "api.token", "services", "driver"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,7 +184,7 @@ func TestParseAcceptsPlainValues(t *testing.T) {
 func TestLoadReportsEveryMistakeWithItsLine(t *testing.T) {
 	path := writeFile(t, "server.hcl", `node_id  = "cyc-1"
 data_dir = "/var/lib/cycler"
-
+api { token "ops" { secret = "0123456789abcdef" scopes = ["operator"] } }
 log {
   level = "verbose"
 }

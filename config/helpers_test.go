@@ -51,6 +51,7 @@ func validServer() Server {
 	s := DefaultServer()
 	s.NodeID = "cyc-1"
 	s.DataDir = "/var/lib/cycler"
+	s.API.Tokens = testTokens("operator")
 	return s
 }
 
@@ -64,6 +65,7 @@ func validAgent() Agent {
 	a.Service = "web"
 	a.Pool = "blue"
 	a.Port = 8080
+	a.API.Tokens = testTokens("agent")
 	return a
 }
 
@@ -76,5 +78,11 @@ func validLB() LB {
 	l.Driver.Name = DriverNginx
 	l.Driver.Nginx.AdminAddr = "127.0.0.1:8081"
 	l.Driver.Nginx.AdminSecret = "0123456789abcdef"
+	l.API.Tokens = testTokens("operator")
 	return l
+}
+
+// testTokens is the one api token every valid config needs.
+func testTokens(scope string) []Token {
+	return []Token{{Name: "test", Secret: "test-token-secret-000", Scopes: []string{scope}}}
 }

@@ -12,6 +12,12 @@ log {
 
 api {
   listen = "127.0.0.1:7402"
+
+  # Operators and servers read /v1/lb/status with this token.
+  token "ops" {
+    secret_file = "/etc/cycler/tokens/ops"
+    scopes      = ["operator"]
+  }
 }
 
 consul {
