@@ -184,7 +184,7 @@ func TestParseAcceptsPlainValues(t *testing.T) {
 func TestLoadReportsEveryMistakeWithItsLine(t *testing.T) {
 	path := writeFile(t, "server.hcl", `node_id  = "cyc-1"
 data_dir = "/var/lib/cycler"
-api { token "ops" { secret = "0123456789abcdef" scopes = ["operator"] } }
+
 log {
   level = "verbose"
 }
@@ -193,7 +193,7 @@ raft {
   bind    = "127.0.0.1:99999"
   joinn   = ["10.0.0.2:7400"]
 }
-`)
+`+tokenHCL)
 	_, err := LoadServer(path)
 	ps := problemsOf(t, err)
 	want := []string{
@@ -215,7 +215,7 @@ raft {
 
 func TestLoadDoesNotRepeatAValueThatFailedToDecode(t *testing.T) {
 	path := writeFile(t, "agent.hcl", "data_dir = \"/d\"\nservers = [\"s:1\"]\nserver_token = \"0123456789abcdef\"\n"+
-		"service = \"web\"\npool = \"blue\"\nport = \"http\"\n")
+		"service = \"web\"\npool = \"blue\"\nport = \"http\"\n"+tokenHCL)
 	_, err := LoadAgent(path)
 	wantOneProblem(t, err, "port", "must be a whole number")
 }
@@ -279,14 +279,14 @@ func TestSecretsAreNeverPrinted(t *testing.T) {
 }`},
 		{"short client token", RoleServer, `raft {
   client_token = "` + short + `"
-}`},
+}` + tokenHCL},
 		{"consul token of the wrong type", RoleAgent, `consul {
   token = {v = "` + secret + `"}
-}`},
-		{"short server token", RoleAgent, `server_token = "` + short + `"`},
+}` + tokenHCL},
+		{"short server token", RoleAgent, `server_token = "` + short + `"` + tokenHCL},
 		{"short nginx admin secret", RoleLB, `driver "nginx" {
   admin_secret = "` + short + `"
-}`},
+}` + tokenHCL},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -328,7 +328,9 @@ func TestConsulResolvedToken(t *testing.T) {
 }
 
 func TestPositionsForDefaultsAndFlags(t *testing.T) {
-	s, err := ParseServer("s.hcl", []byte("node_id = \"n1\"\napi {\n  listen = \"127.0.0.1:7400\"\n}\nlog {\n  level = \"\"\n}\n"))
+	s, err := ParseServer("s.hcl", []byte("node_id = \"n1\"\napi {\n  listen = \"127.0.0.1:7400\"\n"+
+		"  token \"ops\" {\n    secret = \"0123456789abcdef\"\n    scopes = [\"operator\"]\n  }\n}\n"+
+		"log {\n  level = \"\"\n}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,13 +338,13 @@ func TestPositionsForDefaultsAndFlags(t *testing.T) {
 	s.SetFromFlag("api.listen")
 	s.Raft.Timing = "slow" // changed in code: the file never set it
 	// data_dir is missing from the file: point at the file.
-	// log.level is set to "" in the file: point at its line.
+	// log.level is set to "" in the file (line 10): point at its line.
 	ps := problemsOf(t, s.Validate())
 	var got []string
 	for _, p := range ps {
 		got = append(got, p.Pos+" "+p.Path)
 	}
-	want := []string{"s.hcl data_dir", "(flag) api.listen", "(default) raft.timing", "s.hcl:6 log.level"}
+	want := []string{"s.hcl data_dir", "(flag) api.listen", "(default) raft.timing", "s.hcl:10 log.level"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
@@ -350,7 +352,7 @@ func TestPositionsForDefaultsAndFlags(t *testing.T) {
 
 func TestLoadOverridesWinOverTheFile(t *testing.T) {
 	path := writeFile(t, "agent.hcl", "data_dir = \"/d\"\nservers = [\"s:1\"]\nserver_token = \"0123456789abcdef\"\n"+
-		"service = \"web\"\nport = \"http\"\n")
+		"service = \"web\"\nport = \"http\"\n"+tokenHCL)
 	tests := []struct {
 		name string
 		give func(a *Agent)
@@ -414,17 +416,19 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "data_dir = \"/d\"\nservers = [\"s:1\"]\nservice = \"web\"\npool = \"green\"\nport = 80\n"
+	goodToken := "server_token_file = \"" + good + "\"\n"
 	tests := []struct {
 		name     string
 		give     string
 		wantPath string
 		wantMsg  string
 	}{
-		{"short secret file", base + "server_token_file = \"" + shortFile + "\"\n", "server_token_file", "holds a secret of 3 chars"},
-		{"missing secret file", base + "server_token_file = \"" + filepath.Join(dir, "nope") + "\"\n", "server_token_file", "no such file"},
-		{"directory as secret file", base + "server_token_file = \"" + dir + "\"\n", "server_token_file", "is not a regular file"},
-		{"missing restart program", base + "server_token_file = \"" + good + "\"\napp {\n  restart_command = [\"/nonexistent/restart\"]\n}\n",
+		{"short secret file", base + "server_token_file = \"" + shortFile + "\"\n" + tokenHCL, "server_token_file", "holds a secret of 3 chars"},
+		{"missing secret file", base + "server_token_file = \"" + filepath.Join(dir, "nope") + "\"\n" + tokenHCL, "server_token_file", "no such file"},
+		{"directory as secret file", base + "server_token_file = \"" + dir + "\"\n" + tokenHCL, "server_token_file", "is not a regular file"},
+		{"missing restart program", base + goodToken + "app {\n  restart_command = [\"/nonexistent/restart\"]\n}\n" + tokenHCL,
 			"app.restart_command[0]", "is not an installed program"},
+		{"no api token", base + goodToken, "api.token", `is not set; add at least one token "<name>"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -433,7 +437,7 @@ func TestCheck(t *testing.T) {
 		})
 	}
 	t.Run("good", func(t *testing.T) {
-		if err := Check(RoleAgent, writeFile(t, "agent.hcl", base+"server_token_file = \""+good+"\"\n")); err != nil {
+		if err := Check(RoleAgent, writeFile(t, "agent.hcl", base+goodToken+tokenHCL)); err != nil {
 			t.Errorf("got %v", err)
 		}
 	})

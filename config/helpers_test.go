@@ -82,6 +82,18 @@ func validLB() LB {
 	return l
 }
 
+// tokenHCL is an api block holding one valid token, which every role
+// needs. Tests that are not about tokens append it to the END of their HCL
+// fixtures, so the line numbers they assert stay where they are.
+const tokenHCL = `
+api {
+  token "ops" {
+    secret = "0123456789abcdef"
+    scopes = ["operator"]
+  }
+}
+`
+
 // testTokens is the one api token every valid config needs.
 func testTokens(scope string) []Token {
 	return []Token{{Name: "test", Secret: "test-token-secret-000", Scopes: []string{scope}}}

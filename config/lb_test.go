@@ -107,7 +107,7 @@ func TestLBDriverParsing(t *testing.T) {
 }
 
 func TestLBUnknownDriverIsReportedOnceWithItsLine(t *testing.T) {
-	path := writeFile(t, "lb.hcl", "lb_id = \"lb-1\"\nservices = [\"web\"]\n\ndriver \"haproxy\" {\n  socket = \"/run/haproxy.sock\"\n}\n")
+	path := writeFile(t, "lb.hcl", "lb_id = \"lb-1\"\nservices = [\"web\"]\n\ndriver \"haproxy\" {\n  socket = \"/run/haproxy.sock\"\n}\n"+tokenHCL)
 	_, err := LoadLB(path)
 	ps := problemsOf(t, err)
 	want := Problems{{Pos: path + ":4", Line: 4, Path: "driver[haproxy]", Value: `"haproxy"`,

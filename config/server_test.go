@@ -128,7 +128,10 @@ func TestServerResolvedClientToken(t *testing.T) {
 				{Name: "fleet", SecretFile: file, Scopes: []string{"agent"}},
 			}
 		}, ScopeAgent, "fleet-secret-0123456789", nil},
-		{"none", func(s *Server) {}, ScopeOperator, "", ErrNoClientToken},
+		{"no token with the scope", func(s *Server) {
+			s.API.Tokens = []Token{{Name: "fleet", Secret: "fleet-secret-0123456", Scopes: []string{"agent"}}}
+		}, ScopeOperator, "", ErrNoClientToken},
+		{"no tokens at all", func(s *Server) { s.API.Tokens = nil }, ScopeOperator, "", ErrNoClientToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
