@@ -23,7 +23,7 @@ deps:
 ## vet: go vet (with and without the integration tag) and gofmt
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags integration ./integration/...
+	$(GO) vet -tags integration ./...
 	@unformatted="$$(gofmt -l $(GOFILES))"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 ## unit: unit tests with the race detector
@@ -43,7 +43,9 @@ demo: deps build
 
 ## fuzz: a short run of every fuzz target (their corpora live in testdata/fuzz)
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./config/
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=30s ./config/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseState$$' -fuzztime=30s ./pool/
+	$(GO) test -run='^$$' -fuzz='^FuzzReadSnapshot$$' -fuzztime=30s ./raftstore/
 
 clean:
 	rm -rf $(BIN)/cyclerd $(BIN)/cyclerctl $(BIN)/cycler-demoapp
