@@ -8,7 +8,7 @@ LDFLAGS  := -X github.com/cyclerhq/cycler/version.Version=$(shell git describe -
 # Integration tests find the Consul binary here.
 export CYCLER_CONSUL_BIN := $(BIN)/consul
 
-.PHONY: all build deps vet unit integration test demo fuzz clean
+.PHONY: all build deps vet unit integration test demo fuzz clean bench-raft
 
 all: build
 
@@ -40,6 +40,10 @@ test: deps vet unit integration
 ## demo: a local lab on loopback; ARGS=--once prints the summary and exits
 demo: deps build
 	$(GO) run ./integration/lab $(ARGS)
+
+## bench-raft: failover time and write throughput of real cyclerd servers (production timing); rewrites docs/benchmarks-raft.{md,json}
+bench-raft: deps
+	CYCLER_BENCH=1 $(GO) test -tags integration -count=1 -timeout 30m -run '^TestBenchRaft$$' -v ./integration/
 
 ## fuzz: a short run of every fuzz target (their corpora live in testdata/fuzz)
 fuzz:

@@ -35,6 +35,9 @@ type Peers struct {
 func NewPeers(self, token string, tlsCfg *tls.Config) *Peers {
 	p := &Peers{Scheme: "http", Token: token, Self: self}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Every forwarded write goes to the one leader; the default of 2 idle
+	// connections per host would make concurrent clients redial it.
+	tr.MaxIdleConnsPerHost = 64
 	if tlsCfg != nil {
 		p.Scheme = "https"
 		tr.TLSClientConfig = tlsCfg
@@ -80,7 +83,7 @@ func (p *Peers) forward(w http.ResponseWriter, r *http.Request, leaderAddr strin
 	defer resp.Body.Close()
 	for k, vs := range resp.Header {
 		switch k {
-		case "Content-Type", "Content-Disposition", api.HeaderNode, api.HeaderIndex, "Allow":
+		case "Content-Type", "Content-Disposition", api.HeaderNode, api.HeaderIndex, "Allow", "X-Content-Type-Options":
 			w.Header()[k] = vs
 		}
 	}
