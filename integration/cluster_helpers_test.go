@@ -35,6 +35,10 @@ type clusterOptions struct {
 	Size int
 	// Timing is raft.timing: "fast" for tests, "" for the production default.
 	Timing string
+	// ConsulAddr, when set, is a real Consul agent; the servers after the
+	// first then find the cluster through it (raft.discover) instead of
+	// raft.join.
+	ConsulAddr string
 }
 
 // cluster is a set of cyclerd servers on loopback. The first bootstraps; the
@@ -64,6 +68,9 @@ func startCluster(t *testing.T, opts clusterOptions) *cluster {
 	// Nothing listens on consulPort: the servers' Consul registration fails and
 	// retries in the background, which the Raft paths under test never wait on.
 	consulAddr := fmt.Sprintf("127.0.0.1:%d", ports[2*opts.Size])
+	if opts.ConsulAddr != "" {
+		consulAddr = opts.ConsulAddr
+	}
 	for i := range opts.Size {
 		n := &clusterNode{
 			ID:       fmt.Sprintf("cyc-%d", i+1),
@@ -80,13 +87,14 @@ func startCluster(t *testing.T, opts clusterOptions) *cluster {
 	ctx := testContext(t, 2*time.Minute)
 	for i, n := range c.nodes {
 		var join []string
-		if i > 0 {
+		discover := i > 0 && opts.ConsulAddr != ""
+		if i > 0 && !discover {
 			join = []string{c.nodes[0].APIAddr}
 		}
 		dir := filepath.Join(t.TempDir(), n.ID)
 		n.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{
 			Role: "server", Name: n.ID, Dir: dir, APIAddr: n.APIAddr,
-			Config: serverConfig(n, filepath.Join(dir, "data"), consulAddr, opts.Timing, join),
+			Config: serverConfig(n, filepath.Join(dir, "data"), consulAddr, opts.Timing, join, discover),
 		})
 		if i == 0 {
 			// The others join through the first, which must lead by then.
@@ -98,9 +106,12 @@ func startCluster(t *testing.T, opts clusterOptions) *cluster {
 }
 
 // serverConfig renders a server's HCL config.
-func serverConfig(n *clusterNode, dataDir, consulAddr, timing string, join []string) string {
+func serverConfig(n *clusterNode, dataDir, consulAddr, timing string, join []string, discover bool) string {
 	var raft strings.Builder
 	fmt.Fprintf(&raft, "  bind = %q\n", n.RaftAddr)
+	if discover {
+		raft.WriteString("  discover = true\n")
+	}
 	if len(join) > 0 {
 		j, _ := json.Marshal(join) // an HCL list of strings is a JSON array
 		fmt.Fprintf(&raft, "  join = %s\n", j)

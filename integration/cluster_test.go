@@ -387,3 +387,33 @@ func memberIDs(m api.Members) []string {
 	slices.Sort(ids)
 	return ids
 }
+
+// TestClusterDiscoverThroughConsul starts the first server alone and the
+// other two with raft.discover and no raft.join: they find the first through
+// its registration as the Consul service cyclerd and join it.
+func TestClusterDiscoverThroughConsul(t *testing.T) {
+	consul := harness.StartConsul(t)
+	c := startCluster(t, clusterOptions{Size: 3, Timing: "fast", ConsulAddr: consul.HTTPAddr})
+	ctx := testContext(t, time.Minute)
+	leader := c.waitLeader(ctx, c.nodes...)
+	for _, n := range c.nodes {
+		if len(c.members(ctx, n).Members) != 3 {
+			t.Fatalf("%s does not see 3 members", n.ID)
+		}
+	}
+	// Every server is registered in Consul with its Raft and API address.
+	entries, _, err := consul.Client().Health().Service("cyclerd", "", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range entries {
+		got[e.Service.Meta["node_id"]] = e.Service.Meta["api_addr"]
+	}
+	for _, n := range c.nodes {
+		if got[n.ID] != n.APIAddr {
+			t.Fatalf("consul registration of %s: api_addr %q; want %q (all: %v)", n.ID, got[n.ID], n.APIAddr, got)
+		}
+	}
+	c.mustFreeze(ctx, c.others(leader)[0], "web", "written through a discovered follower")
+}
