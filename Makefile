@@ -32,7 +32,7 @@ unit:
 
 ## integration: tests against real Consul, nginx, varnishd and cyclerd processes
 integration: deps
-	$(GO) test -tags integration -count=1 -timeout 40m ./integration/... ./lbdrivers/...
+	$(GO) test -tags integration -count=1 -timeout 40m ./integration/... ./lbdrivers/... ./cmd/...
 
 ## test: everything CI runs
 test: deps vet unit integration
