@@ -78,6 +78,7 @@ func validLB() LB {
 	l.Driver.Name = DriverNginx
 	l.Driver.Nginx.AdminAddr = "127.0.0.1:8081"
 	l.Driver.Nginx.AdminSecret = "0123456789abcdef"
+	l.Driver.Nginx.Services = []NginxService{{Name: "web", Listen: "0.0.0.0:80"}}
 	l.API.Tokens = testTokens("operator")
 	return l
 }

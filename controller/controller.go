@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 
@@ -38,6 +39,9 @@ type Config struct {
 	// Leave is called once this server has left the cluster on request; it
 	// stops the process. Nil leaves the process running.
 	Leave func()
+	// Consul reads the LBs' acknowledgements (GET /v1/lbs). Nil makes
+	// that route answer 503.
+	Consul *consulapi.Client
 }
 
 // Controller serves the server role's API.
@@ -48,6 +52,7 @@ type Controller struct {
 	leave func()
 	// apiAddr is reported in /v1/cluster/self.
 	apiAddr string
+	consul  *consulapi.Client
 }
 
 // New returns a Controller.
@@ -56,7 +61,7 @@ func New(cfg Config) *Controller {
 	if leave == nil {
 		leave = func() {}
 	}
-	return &Controller{store: cfg.Store, peers: cfg.Peers, log: cfg.Logger, leave: leave, apiAddr: cfg.APIAddr}
+	return &Controller{store: cfg.Store, peers: cfg.Peers, log: cfg.Logger, leave: leave, apiAddr: cfg.APIAddr, consul: cfg.Consul}
 }
 
 // Register adds the server role's routes to srv.
@@ -74,6 +79,7 @@ func (c *Controller) Register(srv *api.Server) {
 	srv.Handle("PUT /v1/services/{service}/freeze", op, c.write(c.handleFreeze))
 	srv.Handle("DELETE /v1/services/{service}/freeze", op, c.write(c.handleUnfreeze))
 	srv.Handle("GET /v1/audit", op, c.read(c.handleAudit))
+	srv.Handle("GET /v1/lbs", op, c.handleLBs)
 }
 
 // write runs h on the leader. On a follower the request is forwarded to the
@@ -81,6 +87,9 @@ func (c *Controller) Register(srv *api.Server) {
 func (c *Controller) write(h api.HandlerFunc) api.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if !c.store.IsLeader() {
+			if err := c.noLeader(); err != nil {
+				return err
+			}
 			return c.peers.forward(w, r, c.store.LeaderAPIAddr())
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
@@ -96,6 +105,9 @@ func (c *Controller) read(h api.HandlerFunc) api.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.URL.Query().Has("consistent") {
 			if !c.store.IsLeader() {
+				if err := c.noLeader(); err != nil {
+					return err
+				}
 				return c.peers.forward(w, r, c.store.LeaderAPIAddr())
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
@@ -116,6 +128,9 @@ func (c *Controller) storeErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, raftstore.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+		if nl := c.noLeader(); nl != nil {
+			return nl
+		}
 		return api.NotLeader(c.store.LeaderAPIAddr())
 	case errors.Is(err, raftstore.ErrInvalidSnapshot), errors.Is(err, raftstore.ErrInvalidCommand):
 		return api.BadRequest("%v", err)
@@ -127,6 +142,33 @@ func (c *Controller) storeErr(err error) error {
 		return api.Unavailable("the write was not committed within %s: this server cannot reach a quorum of the cluster; check `cyclerctl cluster members`", writeTimeout)
 	}
 	return err
+}
+
+// noLeader returns the 503 for a server that knows no leader, or nil when
+// it knows one. Without a leader the cause is either an election under way
+// or this server being cut off from a quorum (a minority partition, or most
+// servers down); the message names the quorum so the operator can tell the
+// two apart with `cluster members`. A bare not_leader with no address would
+// send clients looking for a leader that does not exist.
+func (c *Controller) noLeader() error {
+	if _, id := c.store.Leader(); id != "" {
+		return nil
+	}
+	voters := 0
+	if ms, err := c.store.Members(); err == nil {
+		for _, m := range ms {
+			if m.Voter {
+				voters++
+			}
+		}
+	}
+	if voters == 0 {
+		return api.Unavailable("no leader is elected and server %q is not a member of any cluster yet; "+
+			"check its raft.join setting and `cyclerctl cluster members` on the other servers", c.store.ID())
+	}
+	return api.Unavailable("no leader is elected right now: either an election is under way or server %q cannot reach "+
+		"a quorum of %d of the %d voting servers; retry in a few seconds, and if it persists check which servers are down "+
+		"with `cyclerctl cluster members`", c.store.ID(), voters/2+1, voters)
 }
 
 // audit records a mutating call. The change itself is already committed, so

@@ -51,6 +51,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newSnapshotCmd(g),
 		newStatusCmd(g),
 		newAuditCmd(g),
+		newLBCmd(g),
 	)
 	root.AddCommand(newFreezeCmds(g)...)
 	return root

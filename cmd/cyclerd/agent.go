@@ -46,38 +46,6 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	}, log)
 }
 
-func lbOverrides(c *config.LB) []override {
-	if c == nil {
-		c = &config.LB{}
-	}
-	return append(commonOverrides(&c.Log, &c.API, &c.Consul),
-		override{flag: "lb-id", path: "lb_id", usage: "this load balancer's id", apply: func(v string) { c.LBID = v }},
-	)
-}
-
-// runLB runs `cyclerd lb`: the API listener, registered in Consul as
-// cyclerd-lb.
-func runLB(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := parseRoleFlags("lb", args, stderr, config.LoadLB, lbOverrides)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(cfg.Log, stderr)
-	if err != nil {
-		return err
-	}
-	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
-	srv, err := newAPI(cfg.API, cfg.LBID, log)
-	if err != nil {
-		return err
-	}
-	handleVersion(srv, cfg.LBID)
-	return runWithRegistration(ctx, cfg.Consul, srv, discovery.Registration{
-		Service: pool.ServiceLB, ID: pool.ServiceLB + "-" + cfg.LBID,
-		Meta: map[string]string{"lb_id": cfg.LBID, "driver": cfg.Driver.Name},
-	}, log)
-}
-
 // runWithRegistration serves the API and keeps its Consul registration
 // alive until ctx ends. Consul being unreachable does not stop the daemon;
 // discovery.Maintain logs it and retries.

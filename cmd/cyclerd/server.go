@@ -91,9 +91,13 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	peers := controller.NewPeers(cfg.NodeID, token, peerTLS)
 
+	consul, err := discovery.NewClient(cfg.Consul)
+	if err != nil {
+		return err
+	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	ctrl := controller.New(controller.Config{Store: store, Peers: peers, Logger: log.Named("controller"), Leave: stop, APIAddr: apiAddr})
+	ctrl := controller.New(controller.Config{Store: store, Peers: peers, Logger: log.Named("controller"), Leave: stop, APIAddr: apiAddr, Consul: consul})
 	ctrl.Register(srv)
 	handleVersion(srv, cfg.NodeID)
 
@@ -105,10 +109,6 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 			defer wg.Done()
 			joinCluster(ctx, cfg, peers, api.JoinRequest{NodeID: cfg.NodeID, RaftAddr: raftAddr, APIAddr: apiAddr}, log.Named("join"))
 		}()
-	}
-	consul, err := discovery.NewClient(cfg.Consul)
-	if err != nil {
-		return err
 	}
 	wg.Add(1)
 	go func() {
