@@ -239,7 +239,23 @@ func (c *Client) DoMeta(ctx context.Context, method, path string, in, out any) (
 // ctx bounds it. A non-2xx response is read, closed and returned as an error
 // exactly as Do would, so a non-nil response is always a success.
 func (c *Client) DoRaw(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
-	resp, err := c.send(ctx, method, path, body, contentType)
+	return c.doRaw(ctx, method, path, body, -1, contentType)
+}
+
+// DoUpload is DoRaw for a body of known size: the request carries
+// "Content-Length: size" instead of chunked encoding, so the server can
+// refuse an oversized upload before reading it and tell a truncated one from
+// a complete one. body must deliver exactly size bytes.
+func (c *Client) DoUpload(ctx context.Context, method, path string, body io.Reader, size int64, contentType string) (*http.Response, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("client: %s %s: upload size %d is negative", method, path, size)
+	}
+	return c.doRaw(ctx, method, path, body, size, contentType)
+}
+
+// doRaw is DoRaw with an optional body size (-1 when unknown).
+func (c *Client) doRaw(ctx context.Context, method, path string, body io.Reader, size int64, contentType string) (*http.Response, error) {
+	resp, err := c.sendSized(ctx, method, path, body, size, contentType)
 	if err != nil {
 		return nil, err
 	}
@@ -266,12 +282,24 @@ func metaOf(resp *http.Response) Meta {
 
 // send builds and sends one request.
 func (c *Client) send(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	return c.sendSized(ctx, method, path, body, -1, contentType)
+}
+
+// sendSized is send with the body's size when the caller knows it (-1
+// otherwise; http.NewRequest works it out for in-memory bodies).
+func (c *Client) sendSized(ctx context.Context, method, path string, body io.Reader, size int64, contentType string) (*http.Response, error) {
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("client: path %q must start with /", path)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("client: %s %s: build request: %w", method, path, err)
+	}
+	if size >= 0 {
+		req.ContentLength = size
+		if size == 0 {
+			req.Body = http.NoBody
+		}
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)

@@ -44,6 +44,9 @@ type Agent struct {
 	// KeepReleases is how many old releases stay on disk (at least 2).
 	// The live, standby and last-known-good releases are always kept.
 	KeepReleases int `hcl:"keep_releases,optional"`
+	// InstallTimeout bounds one install (download, unpack, hooks, restart
+	// and health wait), as a duration string like "10m".
+	InstallTimeout string `hcl:"install_timeout,optional"`
 	// App configures how the app is restarted and checked.
 	App App `hcl:"app,block"`
 
@@ -62,12 +65,28 @@ type App struct {
 	// HealthTimeout is how long a restarted app gets to become healthy,
 	// as a duration string like "30s".
 	HealthTimeout string `hcl:"health_timeout,optional"`
+	// CheckInterval is how often Consul runs the app's health check, as a
+	// duration string of at least "1s" (Consul's minimum).
+	CheckInterval string `hcl:"check_interval,optional"`
+	// HookTimeout bounds each pre_switch and post_switch hook of a
+	// package, as a duration string like "5m".
+	HookTimeout string `hcl:"hook_timeout,optional"`
+	// StopWithAgent makes the agent stop the app it supervises when the
+	// agent itself shuts down. By default the app keeps running and the
+	// next agent adopts it, so restarting or upgrading the agent costs no
+	// downtime.
+	StopWithAgent bool `hcl:"stop_with_agent,optional"`
 }
 
-// Default app timeouts.
+// Default agent timeouts and intervals.
 const (
-	defaultStopTimeout   = 10 * time.Second
-	defaultHealthTimeout = 30 * time.Second
+	defaultStopTimeout    = 10 * time.Second
+	defaultHealthTimeout  = 30 * time.Second
+	defaultCheckInterval  = 2 * time.Second
+	defaultHookTimeout    = 5 * time.Minute
+	defaultInstallTimeout = 10 * time.Minute
+	// minCheckInterval is the shortest interval Consul runs a check at.
+	minCheckInterval = time.Second
 )
 
 // StopTimeoutDuration returns StopTimeout parsed. A value Validate would
@@ -82,20 +101,45 @@ func (a App) HealthTimeoutDuration() time.Duration {
 	return parseDurationOr(a.HealthTimeout, defaultHealthTimeout)
 }
 
+// CheckIntervalDuration returns CheckInterval parsed. A value Validate
+// would reject yields the default, 2s.
+func (a App) CheckIntervalDuration() time.Duration {
+	d := parseDurationOr(a.CheckInterval, defaultCheckInterval)
+	if d < minCheckInterval {
+		return defaultCheckInterval
+	}
+	return d
+}
+
+// HookTimeoutDuration returns HookTimeout parsed. A value Validate would
+// reject yields the default, 5m.
+func (a App) HookTimeoutDuration() time.Duration {
+	return parseDurationOr(a.HookTimeout, defaultHookTimeout)
+}
+
+// InstallTimeoutDuration returns InstallTimeout parsed. A value Validate
+// would reject yields the default, 10m.
+func (a *Agent) InstallTimeoutDuration() time.Duration {
+	return parseDurationOr(a.InstallTimeout, defaultInstallTimeout)
+}
+
 // DefaultAgent returns the agent configuration with every default applied.
 // DataDir, Servers, the server token, Service, Pool and Port are left
 // empty: they have no sensible default.
 func DefaultAgent() Agent {
 	return Agent{
-		NodeID:       hostname(),
-		Log:          defaultLog(),
-		API:          defaultAPI("127.0.0.1:7401", 1<<20),
-		Consul:       defaultConsul(),
-		Address:      "127.0.0.1",
-		KeepReleases: 5,
+		NodeID:         hostname(),
+		Log:            defaultLog(),
+		API:            defaultAPI("127.0.0.1:7401", 1<<20),
+		Consul:         defaultConsul(),
+		Address:        "127.0.0.1",
+		KeepReleases:   5,
+		InstallTimeout: defaultInstallTimeout.String(),
 		App: App{
 			StopTimeout:   defaultStopTimeout.String(),
 			HealthTimeout: defaultHealthTimeout.String(),
+			CheckInterval: defaultCheckInterval.String(),
+			HookTimeout:   defaultHookTimeout.String(),
 		},
 	}
 }
@@ -207,8 +251,15 @@ func (a *Agent) check(c *checker) {
 	c.atLeast("keep_releases", int64(a.KeepReleases), 2)
 
 	c.argv("app.restart_command", a.App.RestartCommand, false, "")
+	c.duration("install_timeout", a.InstallTimeout)
 	c.duration("app.stop_timeout", a.App.StopTimeout)
 	c.duration("app.health_timeout", a.App.HealthTimeout)
+	c.duration("app.hook_timeout", a.App.HookTimeout)
+	if d, err := time.ParseDuration(a.App.CheckInterval); err == nil && d > 0 && d < minCheckInterval {
+		c.bad("app.check_interval", quote(a.App.CheckInterval), "is shorter than Consul's minimum check interval; use \"1s\" or longer")
+	} else {
+		c.duration("app.check_interval", a.App.CheckInterval)
+	}
 }
 
 // checkFiles implements roleConfig: it checks the files and programs the

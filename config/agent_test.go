@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestAgentRules(t *testing.T) {
@@ -40,6 +41,10 @@ func TestAgentRules(t *testing.T) {
 		{"restart command empty program", func(a *Agent) { a.App.RestartCommand = []string{" ", "restart"} }, "app.restart_command[0]", "must be the program to run"},
 		{"stop timeout no unit", func(a *Agent) { a.App.StopTimeout = "10" }, "app.stop_timeout", `like "10s"`},
 		{"health timeout negative", func(a *Agent) { a.App.HealthTimeout = "-1s" }, "app.health_timeout", "longer than 0"},
+		{"hook timeout no unit", func(a *Agent) { a.App.HookTimeout = "5" }, "app.hook_timeout", `like "10s"`},
+		{"install timeout zero", func(a *Agent) { a.InstallTimeout = "0s" }, "install_timeout", "longer than 0"},
+		{"check interval below consul minimum", func(a *Agent) { a.App.CheckInterval = "500ms" }, "app.check_interval", "Consul's minimum"},
+		{"check interval garbage", func(a *Agent) { a.App.CheckInterval = "often" }, "app.check_interval", "is not a duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +66,8 @@ func TestAgentAcceptsValidVariants(t *testing.T) {
 		{"server urls", func(a *Agent) { a.Servers = []string{"https://cyc.internal:7400", "http://10.0.0.5"} }},
 		{"restart command", func(a *Agent) { a.App.RestartCommand = []string{"systemctl", "restart", "web"} }},
 		{"explicit instance id", func(a *Agent) { a.InstanceID = "web-blue-7" }},
+		{"one second checks", func(a *Agent) { a.App.CheckInterval = "1s" }},
+		{"stop with agent", func(a *Agent) { a.App.StopWithAgent = true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,6 +93,31 @@ func TestAgentInstance(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.give.Instance(); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAgentDurations(t *testing.T) {
+	tests := []struct {
+		name string
+		give func(a *Agent)
+		get  func(a *Agent) time.Duration
+		want time.Duration
+	}{
+		{"check interval default", func(*Agent) {}, func(a *Agent) time.Duration { return a.App.CheckIntervalDuration() }, 2 * time.Second},
+		{"check interval set", func(a *Agent) { a.App.CheckInterval = "1s" }, func(a *Agent) time.Duration { return a.App.CheckIntervalDuration() }, time.Second},
+		{"check interval too short falls back", func(a *Agent) { a.App.CheckInterval = "10ms" }, func(a *Agent) time.Duration { return a.App.CheckIntervalDuration() }, 2 * time.Second},
+		{"hook timeout default", func(*Agent) {}, func(a *Agent) time.Duration { return a.App.HookTimeoutDuration() }, 5 * time.Minute},
+		{"install timeout set", func(a *Agent) { a.InstallTimeout = "90s" }, func(a *Agent) time.Duration { return a.InstallTimeoutDuration() }, 90 * time.Second},
+		{"install timeout default", func(*Agent) {}, func(a *Agent) time.Duration { return a.InstallTimeoutDuration() }, 10 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := validAgent()
+			tt.give(&a)
+			if got := tt.get(&a); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
 			}
 		})
 	}

@@ -205,6 +205,11 @@ type Varnish struct {
 	// Include is an operator VCL file included at the end of every
 	// generated VCL (caching rules and the like). Optional.
 	Include string `hcl:"include,optional"`
+	// BanOnSwitch starts every generation with an empty cache (the
+	// generation is hashed into every object, and old objects are banned
+	// after the switch), so varnish never serves an object cached from the
+	// previous live pool. Default true.
+	BanOnSwitch bool `hcl:"ban_on_switch,optional"`
 }
 
 // Exec configures driver "exec": an external program that applies the
@@ -245,9 +250,10 @@ func DefaultLB() LB {
 				ReloadTimeout: defaultReloadTimeout.String(),
 			},
 			Varnish: Varnish{
-				AdminAddr: "127.0.0.1:6082",
-				VCLDir:    "/etc/varnish/cycler",
-				KeepVCLs:  2,
+				AdminAddr:   "127.0.0.1:6082",
+				VCLDir:      "/etc/varnish/cycler",
+				KeepVCLs:    2,
+				BanOnSwitch: true,
 			},
 			Exec: Exec{Timeout: defaultExecTimeout.String()},
 		},

@@ -135,7 +135,7 @@ func TestLBDriverParsing(t *testing.T) {
 		{"option of another driver", "driver \"nginx\" {\n  keep_vcls = 3\n}\n", "lb.hcl:2", "driver[nginx].keep_vcls",
 			"(driver[nginx] takes: admin_addr, admin_secret, admin_secret_file, binary, config_dir, main_config, mode, prefix, reload_timeout, service, standalone, user)"},
 		{"varnishadm is gone", "driver \"varnish\" {\n  varnishadm = \"/usr/bin/varnishadm\"\n}\n", "lb.hcl:2", "driver[varnish].varnishadm",
-			"(driver[varnish] takes: admin_addr, include, keep_vcls, secret_file, vcl_dir)"},
+			"(driver[varnish] takes: admin_addr, ban_on_switch, include, keep_vcls, secret_file, vcl_dir)"},
 		{"service block without a label", "driver \"nginx\" {\n  service {\n    listen = \":80\"\n  }\n}\n", "lb.hcl:2", "driver[nginx].service",
 			`write it as service "name" { ... }`},
 		{"service block twice", "driver \"nginx\" {\n  service \"web\" {\n  }\n  service \"web\" {\n  }\n}\n", "lb.hcl:4", "driver[nginx].service[web]",
@@ -178,6 +178,37 @@ func TestLBDriverBodyKeepsDefaults(t *testing.T) {
 	want.SecretFile = "/etc/varnish/secret"
 	if l.Driver.Name != DriverVarnish || l.Driver.Varnish != want {
 		t.Errorf("got %q %+v, want varnish %+v", l.Driver.Name, l.Driver.Varnish, want)
+	}
+}
+
+func TestLBVarnishBanOnSwitch(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want bool
+	}{
+		{name: "default", give: "", want: true},
+		{name: "off", give: "  ban_on_switch = false\n", want: false},
+		{name: "on", give: "  ban_on_switch = true\n", want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "lb_id = \"lb-1\"\nservices = [\"web\"]\ndriver \"varnish\" {\n  secret_file = \"/etc/varnish/secret\"\n" + tt.give + "}\n" + tokenHCL
+			l, err := ParseLB("lb.hcl", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Validate(); err != nil {
+				t.Fatalf("problems:\n%v", err)
+			}
+			if got := l.Driver.Varnish.BanOnSwitch; got != tt.want {
+				t.Errorf("ban_on_switch = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	_, err := ParseLB("lb.hcl", []byte("driver \"varnish\" {\n  ban_on_switch = \"sometimes\"\n}\n"))
+	if ps := problemsOf(t, err); len(ps) != 1 || ps[0].Path != "driver[varnish].ban_on_switch" {
+		t.Errorf("ban_on_switch = \"sometimes\": got %v, want one problem at driver[varnish].ban_on_switch", ps)
 	}
 }
 

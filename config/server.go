@@ -4,11 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 )
 
 // ErrNoClientToken is returned by Server.ResolvedClientToken when the
 // configuration holds no secret to call other servers with.
 var ErrNoClientToken = errors.New("no client token")
+
+// ErrNoAgentToken is returned by Server.ResolvedAgentToken when the
+// configuration holds no secret to call agents with.
+var ErrNoAgentToken = errors.New("no agent token")
 
 // Server is the configuration of `cyclerd server`, a member of the Raft
 // cluster that holds all state and runs cycles.
@@ -26,6 +31,16 @@ type Server struct {
 	Consul Consul `hcl:"consul,block"`
 	// Raft configures replication between servers.
 	Raft Raft `hcl:"raft,block"`
+	// Packages configures the package store.
+	Packages Packages `hcl:"packages,block"`
+	// AgentToken is the secret this server presents when it calls the API
+	// of a cyclerd agent (inventory, install, hide). Agents accept it as
+	// an agent-scope api token. Set this or AgentTokenFile; without
+	// either, the host routes answer 503.
+	AgentToken string `hcl:"agent_token,optional" redact:"true"`
+	// AgentTokenFile is a file holding the agent token. Set this or
+	// AgentToken.
+	AgentTokenFile string `hcl:"agent_token_file,optional"`
 
 	src sources
 }
@@ -54,6 +69,28 @@ type Raft struct {
 	ClientToken string `hcl:"client_token,optional" redact:"true"`
 }
 
+// Packages configures the server's package store: uploaded package files,
+// kept on every server by sha256.
+type Packages struct {
+	// Dir holds the package files. Empty means <data_dir>/packages; see
+	// Server.PackagesDir.
+	Dir string `hcl:"dir,optional"`
+	// Keep is how many packages per name garbage collection keeps, newest
+	// first. The live and standby packages of every service are kept too.
+	Keep int `hcl:"keep,optional"`
+	// MaxUploadBytes caps the size of one package upload.
+	MaxUploadBytes int64 `hcl:"max_upload_bytes,optional"`
+}
+
+// PackagesDir returns the package store's directory: packages.dir, or
+// <data_dir>/packages when it is empty.
+func (s *Server) PackagesDir() string {
+	if s.Packages.Dir != "" {
+		return s.Packages.Dir
+	}
+	return filepath.Join(s.DataDir, "packages")
+}
+
 // DefaultServer returns the server configuration with every default
 // applied. DataDir is left empty: it has no sensible default.
 func DefaultServer() Server {
@@ -68,6 +105,7 @@ func DefaultServer() Server {
 			SnapshotThreshold: 8192,
 			SnapshotRetain:    3,
 		},
+		Packages: Packages{Keep: 5, MaxUploadBytes: 1 << 30},
 	}
 }
 
@@ -116,6 +154,23 @@ func (s *Server) ResolvedClientToken(scope string) (string, error) {
 	return "", fmt.Errorf("config: calling other servers with scope %q: %w; set raft.client_token or add an api token with that scope", scope, ErrNoClientToken)
 }
 
+// ResolvedAgentToken returns the secret to present to agents: agent_token,
+// or the content of agent_token_file. It wraps ErrNoAgentToken when
+// neither is set.
+func (s *Server) ResolvedAgentToken() (string, error) {
+	if s.AgentToken != "" {
+		return s.AgentToken, nil
+	}
+	if s.AgentTokenFile == "" {
+		return "", fmt.Errorf("config: calling agents: %w; set agent_token or agent_token_file", ErrNoAgentToken)
+	}
+	t, err := readSecretFile(s.AgentTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("config: agent_token_file: %w", err)
+	}
+	return t, nil
+}
+
 // origin implements roleConfig.
 func (s *Server) origin() *sources { return &s.src }
 
@@ -153,9 +208,16 @@ func (s *Server) check(c *checker) {
 		c.bad("raft.snapshot_threshold", "0", "is too small; the minimum is 1")
 	}
 	c.atLeast("raft.snapshot_retain", int64(r.SnapshotRetain), 1)
+	c.filePath("packages.dir", s.Packages.Dir)
+	c.atLeast("packages.keep", int64(s.Packages.Keep), 1)
+	c.atLeast("packages.max_upload_bytes", s.Packages.MaxUploadBytes, 1)
 	if r.ClientToken != "" {
 		c.secret("raft.client_token", r.ClientToken)
 	}
+	if c.oneOf("agent_token", s.AgentToken != "", "agent_token_file", s.AgentTokenFile != "", false, "") && s.AgentToken != "" {
+		c.secret("agent_token", s.AgentToken)
+	}
+	c.filePath("agent_token_file", s.AgentTokenFile)
 }
 
 // checkFiles implements roleConfig: it checks the files the configuration
@@ -163,6 +225,7 @@ func (s *Server) check(c *checker) {
 func (s *Server) checkFiles(c *checker) {
 	s.API.checkFiles(c)
 	s.Consul.checkFiles(c)
+	c.secretFile("agent_token_file", s.AgentTokenFile)
 }
 
 // sameListener reports whether two listen addresses would collide: the

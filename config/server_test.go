@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -65,6 +66,10 @@ func TestServerRules(t *testing.T) {
 		{"raft snapshot threshold", func(s *Server) { s.Raft.SnapshotThreshold = 0 }, "raft.snapshot_threshold", "the minimum is 1"},
 		{"raft snapshot retain", func(s *Server) { s.Raft.SnapshotRetain = 0 }, "raft.snapshot_retain", "the minimum is 1"},
 		{"raft client token short", func(s *Server) { s.Raft.ClientToken = "short" }, "raft.client_token", "at least 16 chars"},
+		{"packages keep 0", func(s *Server) { s.Packages.Keep = 0 }, "packages.keep", "the minimum is 1"},
+		{"packages keep negative", func(s *Server) { s.Packages.Keep = -3 }, "packages.keep", "the minimum is 1"},
+		{"packages max upload 0", func(s *Server) { s.Packages.MaxUploadBytes = 0 }, "packages.max_upload_bytes", "the minimum is 1"},
+		{"packages dir NUL", func(s *Server) { s.Packages.Dir = "/var/lib/cycler\x00pkgs" }, "packages.dir", "contains a NUL byte"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,5 +147,47 @@ func TestServerResolvedClientToken(t *testing.T) {
 				t.Errorf("got %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestServerPackages(t *testing.T) {
+	tests := []struct {
+		name       string
+		give       string
+		wantDir    string
+		wantKeep   int
+		wantMaxUpl int64
+	}{
+		{name: "defaults", give: "", wantDir: "/var/lib/cycler/packages", wantKeep: 5, wantMaxUpl: 1 << 30},
+		{name: "empty block keeps the defaults", give: "packages {}\n", wantDir: "/var/lib/cycler/packages", wantKeep: 5, wantMaxUpl: 1 << 30},
+		{name: "every key", give: "packages {\n  dir = \"/srv/pkgs\"\n  keep = 2\n  max_upload_bytes = 1048576\n}\n",
+			wantDir: "/srv/pkgs", wantKeep: 2, wantMaxUpl: 1 << 20},
+		{name: "only keep", give: "packages {\n  keep = 9\n}\n", wantDir: "/var/lib/cycler/packages", wantKeep: 9, wantMaxUpl: 1 << 30},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "node_id = \"cyc-1\"\ndata_dir = \"/var/lib/cycler\"\napi {\n  token \"ops\" {\n    secret = \"0123456789abcdef\"\n    scopes = [\"operator\"]\n  }\n}\n" + tt.give
+			s, err := ParseServer("server.hcl", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.PackagesDir(); got != tt.wantDir {
+				t.Errorf("PackagesDir = %q, want %q", got, tt.wantDir)
+			}
+			if s.Packages.Keep != tt.wantKeep || s.Packages.MaxUploadBytes != tt.wantMaxUpl {
+				t.Errorf("keep %d, max_upload_bytes %d; want %d, %d", s.Packages.Keep, s.Packages.MaxUploadBytes, tt.wantKeep, tt.wantMaxUpl)
+			}
+		})
+	}
+}
+
+func TestServerPackagesUnknownKey(t *testing.T) {
+	src := "node_id = \"cyc-1\"\ndata_dir = \"/d\"\npackages {\n  kepe = 3\n}\n"
+	_, err := ParseServer("server.hcl", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), "packages.kepe") {
+		t.Fatalf("err = %v, want a problem naming packages.kepe", err)
 	}
 }

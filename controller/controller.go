@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cyclerhq/cycler/api"
+	"github.com/cyclerhq/cycler/pkgstore"
 	"github.com/cyclerhq/cycler/raftstore"
 )
 
@@ -42,6 +43,13 @@ type Config struct {
 	// Consul reads the LBs' acknowledgements (GET /v1/lbs). Nil makes
 	// that route answer 503.
 	Consul *consulapi.Client
+	// Packages is the package blob store. Nil leaves out the /v1/packages
+	// routes.
+	Packages *pkgstore.Store
+	// AgentToken is the secret the server presents to cyclerd agents
+	// (GET /v1/hosts, and the install, hide and unhide it relays). Empty
+	// makes those calls fail with a message saying so.
+	AgentToken string
 }
 
 // Controller serves the server role's API.
@@ -51,8 +59,11 @@ type Controller struct {
 	log   *zap.Logger
 	leave func()
 	// apiAddr is reported in /v1/cluster/self.
-	apiAddr string
-	consul  *consulapi.Client
+	apiAddr  string
+	consul   *consulapi.Client
+	packages *packageState
+	// agentToken is Config.AgentToken.
+	agentToken string
 }
 
 // New returns a Controller.
@@ -61,7 +72,8 @@ func New(cfg Config) *Controller {
 	if leave == nil {
 		leave = func() {}
 	}
-	return &Controller{store: cfg.Store, peers: cfg.Peers, log: cfg.Logger, leave: leave, apiAddr: cfg.APIAddr, consul: cfg.Consul}
+	return &Controller{store: cfg.Store, peers: cfg.Peers, log: cfg.Logger, leave: leave, apiAddr: cfg.APIAddr, consul: cfg.Consul,
+		packages: newPackageState(cfg.Packages), agentToken: cfg.AgentToken}
 }
 
 // Register adds the server role's routes to srv.
@@ -80,6 +92,8 @@ func (c *Controller) Register(srv *api.Server) {
 	srv.Handle("DELETE /v1/services/{service}/freeze", op, c.write(c.handleUnfreeze))
 	srv.Handle("GET /v1/audit", op, c.read(c.handleAudit))
 	srv.Handle("GET /v1/lbs", op, c.handleLBs)
+	c.registerPackages(srv)
+	c.registerHosts(srv)
 }
 
 // write runs h on the leader. On a follower the request is forwarded to the

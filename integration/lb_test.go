@@ -441,6 +441,72 @@ func TestLBSwitchVarnish(t *testing.T) {
 	switchAndCheck(t, e, n)
 }
 
+// TestLBVarnishCacheAfterSwitch runs two varnish LBs that cache the app's
+// answers for an hour, one with ban_on_switch at its default (true), one
+// with it off. After a switch to blue the first answers from blue at once;
+// the second still serves the green answer it cached, which shows the cache
+// really held old-pool objects.
+func TestLBVarnishCacheAfterSwitch(t *testing.T) {
+	e := startLBEnv(t)
+	caching := filepath.Join(t.TempDir(), "cache.vcl")
+	if err := os.WriteFile(caching, []byte("sub vcl_backend_response {\n    set beresp.ttl = 1h;\n    return (deliver);\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := func(id, extra string) *lbNode {
+		v := harness.StartVarnish(t, harness.VarnishOptions{})
+		apiAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+		cfg := lbConfig(id, apiAddr, e.consul.HTTPAddr, fmt.Sprintf(`driver "varnish" {
+  admin_addr  = %q
+  secret_file = %q
+  vcl_dir     = %q
+  include     = %q
+  %s
+}`, v.AdminAddr, v.SecretFile, filepath.Join(t.TempDir(), "vcl"), caching, extra))
+		n := &lbNode{ID: id, Public: v.URL()}
+		n.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{Role: "lb", Config: cfg, APIAddr: apiAddr, Name: "cyclerd-lb-" + id})
+		return n
+	}
+	// get returns the answering instance and whether varnish answered
+	// from its cache (X-Varnish holds two transaction ids on a hit).
+	get := func(n *lbNode) (string, bool) {
+		t.Helper()
+		resp, err := freshHTTP.Get(n.Public + "/")
+		if err != nil {
+			t.Fatalf("GET through %s: %v", n.ID, err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET through %s: status %d", n.ID, resp.StatusCode)
+		}
+		return resp.Header.Get("X-App-Instance"), len(strings.Fields(resp.Header.Get("X-Varnish"))) == 2
+	}
+	banning, keeping := start("lb-vcache", ""), start("lb-vkeep", "ban_on_switch = false")
+
+	e.publish(1, pool.Green)
+	cached := map[string]string{}
+	for _, n := range []*lbNode{banning, keeping} {
+		e.waitAck(n.ID, 1, lbGreen...)
+		first, _ := get(n)
+		again, hit := get(n)
+		if !hit || again != first || !slices.Contains(lbGreen, first) {
+			t.Fatalf("%s before the switch: %q then %q (hit %v); want a green answer, then the same one from the cache", n.ID, first, again, hit)
+		}
+		cached[n.ID] = first
+	}
+
+	e.publish(2, pool.Blue)
+	for _, n := range []*lbNode{banning, keeping} {
+		e.waitAck(n.ID, 2, lbBlue...)
+	}
+	if got, hit := get(banning); hit || !slices.Contains(lbBlue, got) {
+		t.Fatalf("first answer after the ack of blue: %q (hit %v); want blue, fetched from the backend, not green from the cache", got, hit)
+	}
+	if got, hit := get(keeping); !hit || got != cached[keeping.ID] {
+		t.Fatalf("with ban_on_switch = false: %q (hit %v); want the cached %q", got, hit, cached[keeping.ID])
+	}
+}
+
 // TestLBRefusesEmptySet takes every live instance out: the LB refuses the
 // empty set, keeps serving the last good one, does not move its ack, and
 // reports the refusal.

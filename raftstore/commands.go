@@ -34,12 +34,14 @@ const IgnoreUnknownTypeFlag CommandType = 128
 //     calls s.apply.
 //  5. If it adds fields to State, extend State.clone and State.check.
 const (
-	ServiceStateCommand CommandType = 1
-	AuditAppendCommand  CommandType = 2
-	BreakerDataCommand  CommandType = 3
-	NodeMetaCommand     CommandType = 4
-	RestoreStateCommand CommandType = 5
-	FreezeCommand       CommandType = 6
+	ServiceStateCommand  CommandType = 1
+	AuditAppendCommand   CommandType = 2
+	BreakerDataCommand   CommandType = 3
+	NodeMetaCommand      CommandType = 4
+	RestoreStateCommand  CommandType = 5
+	FreezeCommand        CommandType = 6
+	PackageAddCommand    CommandType = 7
+	PackageDeleteCommand CommandType = 8
 )
 
 // commandHandler applies one decoded command body to the state. It runs with
@@ -49,12 +51,14 @@ type commandHandler func(st *State, body []byte) any
 
 // commandHandlers is the single dispatch table of the FSM.
 var commandHandlers = map[CommandType]commandHandler{
-	ServiceStateCommand: applyServiceState,
-	AuditAppendCommand:  applyAuditAppend,
-	BreakerDataCommand:  applyBreakerData,
-	NodeMetaCommand:     applyNodeMeta,
-	RestoreStateCommand: applyRestoreState,
-	FreezeCommand:       applyFreeze,
+	ServiceStateCommand:  applyServiceState,
+	AuditAppendCommand:   applyAuditAppend,
+	BreakerDataCommand:   applyBreakerData,
+	NodeMetaCommand:      applyNodeMeta,
+	RestoreStateCommand:  applyRestoreState,
+	FreezeCommand:        applyFreeze,
+	PackageAddCommand:    applyPackageAdd,
+	PackageDeleteCommand: applyPackageDelete,
 }
 
 // String implements fmt.Stringer for logs.
@@ -72,6 +76,10 @@ func (t CommandType) String() string {
 		return "restore_state"
 	case FreezeCommand:
 		return "freeze"
+	case PackageAddCommand:
+		return "package_add"
+	case PackageDeleteCommand:
+		return "package_delete"
 	}
 	return fmt.Sprintf("command_type(%d)", uint8(t))
 }

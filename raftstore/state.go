@@ -79,7 +79,10 @@ type State struct {
 	// Freezes maps a service name to its freeze; a frozen service starts
 	// no cycle, manual or scheduled, until it is unfrozen.
 	Freezes map[string]Freeze `json:"freezes"`
-	Audit   AuditLog          `json:"audit"`
+	// Packages maps a package digest ("sha256:<hex>") to its metadata. The
+	// blobs themselves live on each server's disk (package pkgstore).
+	Packages map[string]PackageMeta `json:"packages"`
+	Audit    AuditLog               `json:"audit"`
 }
 
 // Freeze records who froze a service, when and why.
@@ -97,6 +100,7 @@ func NewState() *State {
 		Breakers: map[string][]byte{},
 		Nodes:    map[string]NodeMeta{},
 		Freezes:  map[string]Freeze{},
+		Packages: map[string]PackageMeta{},
 	}
 }
 
@@ -169,6 +173,7 @@ func (s *State) clone() *State {
 		Breakers: make(map[string][]byte, len(s.Breakers)),
 		Nodes:    make(map[string]NodeMeta, len(s.Nodes)),
 		Freezes:  make(map[string]Freeze, len(s.Freezes)),
+		Packages: make(map[string]PackageMeta, len(s.Packages)),
 		Audit:    AuditLog{buf: s.Audit.entries(), lastSeq: s.Audit.lastSeq},
 	}
 	for k, v := range s.Services {
@@ -182,6 +187,9 @@ func (s *State) clone() *State {
 	}
 	for k, v := range s.Freezes {
 		c.Freezes[k] = v
+	}
+	for k, v := range s.Packages {
+		c.Packages[k] = v // no reference fields: a plain copy is deep
 	}
 	return c
 }
@@ -232,6 +240,9 @@ func (s *State) check() error {
 	if s.Freezes == nil {
 		s.Freezes = map[string]Freeze{}
 	}
+	if s.Packages == nil {
+		s.Packages = map[string]PackageMeta{}
+	}
 	var errs []error
 	for k, v := range s.Services {
 		if k != v.Service {
@@ -249,6 +260,14 @@ func (s *State) check() error {
 	for k, v := range s.Freezes {
 		if k != v.Service {
 			errs = append(errs, fmt.Errorf("freezes[%q]: service field is %q", k, v.Service))
+		}
+	}
+	for k, v := range s.Packages {
+		if k != v.Digest {
+			errs = append(errs, fmt.Errorf("packages[%q]: digest field is %q", k, v.Digest))
+		}
+		if err := v.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("packages[%q]: %w", k, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -248,7 +249,16 @@ func (c *TestCluster) Kill(s *Store) {
 func (c *TestCluster) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, n := range c.nodes {
+	// Followers go first: shutting the leader down first lets the followers
+	// elect a new leader whose first write is cut off mid-teardown, leaving
+	// a goroutine behind that goleak then reports.
+	nodes := append([]*testNode(nil), c.nodes...)
+	sort.SliceStable(nodes, func(i, j int) bool {
+		li := nodes[i].store != nil && !nodes[i].killed && nodes[i].store.IsLeader()
+		lj := nodes[j].store != nil && !nodes[j].killed && nodes[j].store.IsLeader()
+		return !li && lj
+	})
+	for _, n := range nodes {
 		if n.store != nil && !n.killed {
 			if err := n.store.Shutdown(); err != nil {
 				c.t.Errorf("shut down %s: %v", n.store.ID(), err)

@@ -53,6 +53,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newAuditCmd(g),
 		newLBCmd(g),
 	)
+	root.AddCommand(newPackageCmd(g))
+	root.AddCommand(newHostsCmd(g), newHostCmd(g))
 	root.AddCommand(newFreezeCmds(g)...)
 	return root
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"io"
+	"net"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
 
+	"github.com/cyclerhq/cycler/agent"
 	"github.com/cyclerhq/cycler/api"
 	"github.com/cyclerhq/cycler/config"
 	"github.com/cyclerhq/cycler/discovery"
@@ -23,27 +26,106 @@ func agentOverrides(c *config.Agent) []override {
 	)
 }
 
-// runAgent runs `cyclerd agent`: the API listener, registered in Consul as
-// cyclerd-agent so servers can find it.
+// runAgent runs `cyclerd agent`: it re-adopts the app from `current`,
+// serves the agent API (install, switch-local, hide, unhide, inventory),
+// keeps the app instance registered in Consul, and registers itself as
+// cyclerd-agent with its API address so servers can find it.
 func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := parseRoleFlags("agent", args, stderr, config.LoadAgent, agentOverrides)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log, stderr)
+	base, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
-	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
+	defer base.Sync() //nolint:errcheck // stderr sync errors are not actionable
+	log := base.With(zap.String("instance", cfg.Instance()))
+
+	token, err := cfg.ResolvedServerToken()
+	if err != nil {
+		return err
+	}
+	var sources []agent.BlobSource
+	for _, s := range cfg.Servers {
+		src, err := agent.NewServerSource(s, token, nil)
+		if err != nil {
+			return err
+		}
+		sources = append(sources, src)
+	}
+	consul, err := discovery.NewClient(cfg.Consul)
+	if err != nil {
+		return err
+	}
+	ag, err := agent.New(agent.Config{
+		DataDir: cfg.DataDir, Service: cfg.Service, Pool: cfg.Pool, Instance: cfg.Instance(), Node: cfg.NodeID,
+		Address: cfg.Address, Port: cfg.Port, KeepReleases: cfg.KeepReleases,
+		RestartCommand: cfg.App.RestartCommand, StopTimeout: cfg.App.StopTimeoutDuration(),
+		HealthTimeout: cfg.App.HealthTimeoutDuration(), CheckInterval: cfg.App.CheckIntervalDuration(),
+		HookTimeout: cfg.App.HookTimeoutDuration(), InstallTimeout: cfg.InstallTimeoutDuration(),
+		StopWithAgent: cfg.App.StopWithAgent, Sources: sources, Registry: agent.NewConsulRegistry(consul),
+		Logger: log.Named("agent"),
+	})
+	if err != nil {
+		return err
+	}
+
 	srv, err := newAPI(cfg.API, cfg.NodeID, log)
 	if err != nil {
 		return err
 	}
 	handleVersion(srv, cfg.NodeID)
+	ag.Register(srv)
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	apiAddr := agentAPIAddr(srv.Addr(), cfg.Address)
+	scheme := "http"
+	if cfg.API.TLS != nil {
+		scheme = "https"
+	}
+
+	ctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runErr = ag.Run(ctx)
+	}()
+	// However the API ends, stop the agent and wait for it: an install
+	// under way finishes or rolls back before the process exits.
+	defer func() {
+		stop()
+		wg.Wait()
+		if runErr != nil {
+			log.Error("agent shutdown", zap.Error(runErr))
+		}
+	}()
+	log.Info("agent started", zap.String("api_addr", apiAddr), zap.String("service", cfg.Service), zap.String("pool", cfg.Pool),
+		zap.String("data_dir", cfg.DataDir))
 	return runWithRegistration(ctx, cfg.Consul, srv, discovery.Registration{
 		Service: pool.ServiceAgent, ID: pool.ServiceAgent + "-" + cfg.Instance(),
-		Meta: map[string]string{"service": cfg.Service, "pool": cfg.Pool, "instance": cfg.Instance()},
+		Meta: map[string]string{
+			"service": cfg.Service, "pool": cfg.Pool, "instance": cfg.Instance(),
+			"api_addr": apiAddr, "api_scheme": scheme,
+		},
 	}, log)
+}
+
+// agentAPIAddr is the API address servers use for this agent: the listen
+// address, or the app's address with the API port when listening on every
+// interface.
+func agentAPIAddr(listen, appAddress string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort(strings.Trim(appAddress, "[]"), port)
+	}
+	return listen
 }
 
 // runWithRegistration serves the API and keeps its Consul registration

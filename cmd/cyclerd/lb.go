@@ -124,7 +124,7 @@ func newLBDrivers(ctx context.Context, cfg *config.LB, log *zap.Logger) (map[str
 		v := cfg.Driver.Varnish
 		d, err := varnish.New(varnish.Options{
 			AdminAddr: v.AdminAddr, SecretFile: v.SecretFile, VCLDir: v.VCLDir,
-			KeepVCLs: v.KeepVCLs, Include: v.Include, Logger: log,
+			KeepVCLs: v.KeepVCLs, Include: v.Include, BanOnSwitch: &v.BanOnSwitch, Logger: log,
 		})
 		if err != nil {
 			return nil, err

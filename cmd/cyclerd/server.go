@@ -22,6 +22,7 @@ import (
 	"github.com/cyclerhq/cycler/config"
 	"github.com/cyclerhq/cycler/controller"
 	"github.com/cyclerhq/cycler/discovery"
+	"github.com/cyclerhq/cycler/pkgstore"
 	"github.com/cyclerhq/cycler/pool"
 	"github.com/cyclerhq/cycler/raftstore"
 )
@@ -97,12 +98,30 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	ctrl := controller.New(controller.Config{Store: store, Peers: peers, Logger: log.Named("controller"), Leave: stop, APIAddr: apiAddr, Consul: consul})
+	pkgs, err := pkgstore.New(pkgstore.Config{Dir: cfg.PackagesDir(), Keep: cfg.Packages.Keep,
+		MaxUploadBytes: cfg.Packages.MaxUploadBytes, Logger: log.Named("pkgstore")})
+	if err != nil {
+		return err
+	}
+	// Without an agent token the server still runs; the host routes say
+	// what is missing.
+	agentToken, err := cfg.ResolvedAgentToken()
+	if err != nil && !errors.Is(err, config.ErrNoAgentToken) {
+		return err
+	}
+	ctrl := controller.New(controller.Config{Store: store, Peers: peers, Logger: log.Named("controller"), Leave: stop, APIAddr: apiAddr, Consul: consul,
+		Packages: pkgs, AgentToken: agentToken})
 	ctrl.Register(srv)
+	store.OnLeader("package-gc", ctrl.RunPackageGC)
 	handleVersion(srv, cfg.NodeID)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctrl.SyncPackages(ctx) // every server keeps every package's blob
+	}()
 	if !bootstrap {
 		wg.Add(1)
 		go func() {

@@ -59,3 +59,10 @@ raft {
   snapshot_threshold = 8192
   snapshot_retain    = 3
 }
+
+packages {
+  # Package files, by sha256. Defaults to <data_dir>/packages.
+  dir              = "/var/lib/cycler/packages"
+  keep             = 5            # newest packages kept per name (live and standby always kept)
+  max_upload_bytes = 1073741824   # 1 GiB: the largest package a push accepts
+}

@@ -25,6 +25,30 @@
 // hostile addresses and a generation older than the active VCL's
 // (ErrStaleGeneration) are refused before anything is loaded.
 //
+// # Caching across switches
+//
+// varnish is a cache, so a switch of backends alone would leave objects
+// fetched from the old pool in the cache, and varnish would go on serving
+// them: the LB would ack generation N while answering with the content of
+// N-1 (invariant 2). With Options.BanOnSwitch (default on; config key
+// ban_on_switch) every generation starts with an empty cache, in two steps:
+//
+//   - the VCL puts the generation into every object's hash (sub vcl_hash,
+//     hash_data("cycler-generation-<gen>")), so a request routed by
+//     generation N never hits an object of another generation, nor waits on
+//     a fetch begun under one. This is what makes it exact: a ban spares
+//     objects inserted after it, such as a miss that was already fetching
+//     from the old pool when vcl.use ran;
+//   - after vcl.use of a new generation the driver issues `ban obj.status
+//     != 0`, so the ban lurker frees the old objects instead of leaving them
+//     to expire. A failed ban is logged and does not fail the switch,
+//     because the hash already keeps the old objects out of reach.
+//
+// A new VCL within the same generation (an instance left the live pool)
+// keeps the cache: all of it came from the live pool. Turn the option off
+// only when every pool serves the same content for a URL (static assets
+// that do not change between releases); the cache then survives switches.
+//
 // # Read-back
 //
 // Applied takes the active VCL from `vcl.list -j` and the generation from

@@ -55,6 +55,13 @@ type Options struct {
 	// generated VCL (caching rules and the like). It must not start with a
 	// vcl version line, and must not set req.backend_hint. Optional.
 	Include string
+	// BanOnSwitch, when nil or true (the default), starts every generation
+	// with an empty cache, so an object cached from the previous live pool
+	// is never served after a switch: the generation is part of every
+	// object's hash, and after vcl.use of a new generation the driver bans
+	// every cached object (ban obj.status != 0). Set it to false only when
+	// every pool serves the same content for a URL. See the package doc.
+	BanOnSwitch *bool
 	// Logger receives the driver's logs. Default: a no-op logger.
 	Logger *zap.Logger
 }
@@ -100,6 +107,9 @@ func (o Options) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// bans reports whether BanOnSwitch is on (nil means on).
+func (o Options) bans() bool { return o.BanOnSwitch == nil || *o.BanOnSwitch }
 
 // Driver applies backend sets to one varnishd by loading a new VCL per
 // switch. One Driver owns the VCLs named cycler_* on its varnishd.
@@ -150,7 +160,7 @@ func (d *Driver) Apply(ctx context.Context, gen uint64, backends []lbdrivers.Bac
 		return fmt.Errorf("varnish driver: apply generation %d: %w", gen, err)
 	}
 	defer c.Close()
-	name, changed, err := d.apply(c, gen, sorted, src)
+	name, changed, banned, err := d.apply(c, gen, sorted, src)
 	if err != nil {
 		return fmt.Errorf("varnish driver: apply generation %d: %w", gen, err)
 	}
@@ -159,57 +169,74 @@ func (d *Driver) Apply(ctx context.Context, gen uint64, backends []lbdrivers.Bac
 		d.log.Warn("discard old VCLs", zap.Error(err))
 	}
 	d.log.Info("backend set applied", zap.Uint64("generation", gen), zap.String("vcl", name),
-		zap.Int("backends", len(sorted)), zap.Bool("changed", changed), zap.Duration("took", time.Since(start)))
+		zap.Int("backends", len(sorted)), zap.Bool("changed", changed), zap.Bool("cache_banned", banned),
+		zap.Duration("took", time.Since(start)))
 	return nil
 }
 
 // apply does the switch on an open CLI connection and returns the active
-// VCL's name and whether a new one was loaded.
-func (d *Driver) apply(c *cli, gen uint64, sorted []lbdrivers.Backend, src []byte) (string, bool, error) {
+// VCL's name, whether a new one was loaded and whether the cache was banned.
+func (d *Driver) apply(c *cli, gen uint64, sorted []lbdrivers.Backend, src []byte) (string, bool, bool, error) {
 	vcls, err := listVCLs(c)
 	if err != nil {
-		return "", false, err
+		return "", false, false, err
 	}
-	if active, ok := activeCycler(vcls); ok {
+	active, fromCycler := activeCycler(vcls)
+	if fromCycler {
 		if active.gen > gen {
-			return "", false, fmt.Errorf("%w: active VCL %s, offered %d", ErrStaleGeneration, active, gen)
+			return "", false, false, fmt.Errorf("%w: active VCL %s, offered %d", ErrStaleGeneration, active, gen)
 		}
 		if active.gen == gen {
 			cur, err := c.do("vcl.show", active.String())
 			if err != nil {
-				return "", false, err
+				return "", false, false, err
 			}
 			if cur == string(src) {
-				return active.String(), false, nil
+				return active.String(), false, false, nil
 			}
 		}
 	}
 	name := nextName(vcls, gen)
 	path := filepath.Join(d.opts.VCLDir, name.String()+".vcl")
 	if err := os.MkdirAll(d.opts.VCLDir, 0o755); err != nil {
-		return "", false, err
+		return "", false, false, err
 	}
 	if err := writeAtomic(path, src); err != nil {
-		return "", false, err
+		return "", false, false, err
 	}
 	if _, err := c.do("vcl.load", name.String(), path); err != nil {
 		_ = os.Remove(path)
-		return "", false, fmt.Errorf("new VCL refused, the active one is kept: %w", err)
+		return "", false, false, fmt.Errorf("new VCL refused, the active one is kept: %w", err)
 	}
 	if _, err := c.do("vcl.use", name.String()); err != nil {
 		if _, derr := c.do("vcl.discard", name.String()); derr == nil {
 			_ = os.Remove(path)
 		}
-		return "", false, fmt.Errorf("activate VCL: %w", err)
+		return "", false, false, fmt.Errorf("activate VCL: %w", err)
+	}
+	// The ban comes after vcl.use: banned before it, a miss still routed
+	// by the old VCL could cache an old-pool object after the ban. A load
+	// within the same generation (an instance left the live pool) keeps
+	// the cache, whose objects all came from the live pool.
+	banned := false
+	if d.opts.bans() && (!fromCycler || active.gen != gen) {
+		_, err := c.do("ban", "obj.status", "!=", "0")
+		if err != nil {
+			// The new VCL hashes by generation, so no old object can be
+			// served anyway; the ban frees their memory early. The switch
+			// stands, as a failed discard of old VCLs would.
+			d.log.Warn("ban objects cached under earlier generations", zap.Uint64("generation", gen), zap.Error(err))
+		}
+		banned = err == nil
 	}
 	g, got, err := readBack(c)
 	if err != nil {
-		return "", false, err
+		return "", false, false, err
 	}
 	if g != gen || !slices.Equal(got, sorted) {
-		return "", false, fmt.Errorf("%w: varnish serves generation %d %v after loading %d %v", ErrReadBack, g, got, gen, sorted)
+		return "", false, false, fmt.Errorf("%w: varnish serves generation %d %v after loading %d %v", ErrReadBack, g, got, gen, sorted)
 	}
-	return name.String(), true, nil
+	return name.String(), true, banned, nil
 }
 
 // Applied reads the generation and set back from varnishd: the active VCL's

@@ -242,3 +242,81 @@ func TestVarnishSwitch(t *testing.T) {
 		t.Fatalf("generation path: %d %q, want 200 \"5\"", status, body)
 	}
 }
+
+// cachedGet GETs url and returns the answering instance and whether
+// varnish answered from its cache (X-Varnish carries two transaction ids on
+// a hit).
+func cachedGet(t *testing.T, url string) (string, bool) {
+	t.Helper()
+	resp, err := freshClient.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return resp.Header.Get("X-App-Instance"), len(strings.Fields(resp.Header.Get("X-Varnish"))) == 2
+}
+
+// TestVarnishBanOnSwitch caches the app's answers for an hour, switches
+// pools, and checks what the next request gets: the new pool with
+// BanOnSwitch on (the default), the cached answer of the old pool with it
+// off. The second case shows the cache really holds old-pool objects, so
+// the first one proves the ban and the per-generation hash at work.
+func TestVarnishBanOnSwitch(t *testing.T) {
+	blue := startApps(t, pool.Blue, "web-blue-1", "web-blue-2")
+	green := startApps(t, pool.Green, "web-green-1", "web-green-2")
+	caching := filepath.Join(t.TempDir(), "cache.vcl")
+	if err := os.WriteFile(caching, []byte("sub vcl_backend_response {\n    set beresp.ttl = 1h;\n    return (deliver);\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	on, off := true, false
+	tests := []struct {
+		name    string
+		give    *bool
+		wantNew bool // the first answer after the switch comes from the new pool
+	}{
+		{name: "default bans", give: nil, wantNew: true},
+		{name: "on", give: &on, wantNew: true},
+		{name: "off keeps the cache", give: &off, wantNew: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := harness.StartVarnish(t, harness.VarnishOptions{})
+			d, err := varnish.New(varnish.Options{
+				AdminAddr: v.AdminAddr, SecretFile: v.SecretFile, VCLDir: filepath.Join(t.TempDir(), "vcl"),
+				Include: caching, BanOnSwitch: tt.give,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			url := v.URL() + "/"
+			if err := d.Apply(stepCtx(t), 1, blue); err != nil {
+				t.Fatal(err)
+			}
+			first, _ := cachedGet(t, url)
+			again, hit := cachedGet(t, url)
+			if !hit || again != first || !strings.HasPrefix(first, "web-blue-") {
+				t.Fatalf("before the switch: %q then %q (hit %v); want one blue answer, then the same from the cache", first, again, hit)
+			}
+
+			if err := d.Apply(stepCtx(t), 2, green); err != nil {
+				t.Fatal(err)
+			}
+			got, hit := cachedGet(t, url)
+			bans, err := v.Adm(stepCtx(t), "ban.list")
+			if err != nil {
+				t.Fatal(err)
+			}
+			banned := strings.Contains(bans, "obj.status != 0")
+			if tt.wantNew && (hit || !strings.HasPrefix(got, "web-green-") || !banned) {
+				t.Fatalf("after the switch to green: %q (hit %v), ban issued %v; want a green answer from the backend and a ban\n%s", got, hit, banned, bans)
+			}
+			if !tt.wantNew && (!hit || got != first || banned) {
+				t.Fatalf("after the switch with ban_on_switch off: %q (hit %v), ban issued %v; want the cached %q and no ban", got, hit, banned, first)
+			}
+		})
+	}
+}

@@ -23,6 +23,10 @@ const GenerationPath = "/__cycler/generation"
 // cycler_<generation>_<n>, n counting loads of that generation.
 const vclPrefix = "cycler_"
 
+// hashPrefix starts the generation's hash data, which keeps the cache of
+// each generation apart when Options.BanOnSwitch is on.
+const hashPrefix = "cycler-generation-"
+
 // maxBackends bounds a set, so a runaway catalog cannot make a VCL that
 // exceeds varnishd's CLI limits.
 const maxBackends = 1024
@@ -166,8 +170,9 @@ func vclDuration(d time.Duration) string {
 }
 
 // renderVCL renders the VCL 4.1 program for gen and sorted: one backend per
-// instance, a round-robin director, an optional probe, GenerationPath
-// answered by varnish itself, and the operator's include last.
+// instance, a round-robin director, an optional probe, the generation in
+// the hash (BanOnSwitch), GenerationPath answered by varnish itself, and the
+// operator's include last.
 func renderVCL(o Options, gen uint64, sorted []lbdrivers.Backend) []byte {
 	var b strings.Builder
 	b.WriteString("vcl 4.1;\n")
@@ -194,7 +199,16 @@ func renderVCL(o Options, gen uint64, sorted []lbdrivers.Backend) []byte {
 	}
 	b.WriteString("}\n\nsub vcl_recv {\n")
 	fmt.Fprintf(&b, "    if (req.url == \"%s\") {\n        return (synth(200, \"cycler generation\"));\n    }\n", GenerationPath)
-	b.WriteString("    set req.backend_hint = cycler_rr.backend();\n}\n\nsub vcl_synth {\n")
+	b.WriteString("    set req.backend_hint = cycler_rr.backend();\n}\n")
+	if o.bans() {
+		// Objects are cached per generation: a request of this VCL can
+		// neither hit nor wait on a fetch begun under another generation's
+		// VCL, which a ban alone (it spares objects inserted after it)
+		// cannot promise.
+		b.WriteString("\nsub vcl_hash {\n    # Each generation caches apart (ban_on_switch).\n")
+		fmt.Fprintf(&b, "    hash_data(\"%s%d\");\n}\n", hashPrefix, gen)
+	}
+	b.WriteString("\nsub vcl_synth {\n")
 	b.WriteString("    if (resp.reason == \"cycler generation\") {\n        set resp.http.Content-Type = \"text/plain\";\n")
 	fmt.Fprintf(&b, "        set resp.body = \"%d\";\n        return (deliver);\n    }\n}\n", gen)
 	if o.Include != "" {

@@ -54,12 +54,15 @@ func TestRenderVCLGolden(t *testing.T) {
 	withProbe := goldenOptions()
 	withProbe.Probe = &Probe{URL: "/health", Interval: 2 * time.Second, Timeout: 500 * time.Millisecond, Window: 5, Threshold: 3}
 	withProbe.Include = "/etc/varnish/site.vcl"
+	noBan := goldenOptions()
+	noBan.BanOnSwitch = new(bool)
 	tests := []struct {
 		golden string
 		give   Options
 	}{
 		{golden: "plain.vcl.golden", give: goldenOptions()},
 		{golden: "probe_include.vcl.golden", give: withProbe},
+		{golden: "no_ban.vcl.golden", give: noBan},
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {

@@ -1,0 +1,283 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cyclerhq/cycler/agent"
+	"github.com/cyclerhq/cycler/client"
+	"github.com/cyclerhq/cycler/controller"
+	"github.com/cyclerhq/cycler/integration/harness"
+)
+
+// Secrets of the host tests. Each direction has its own token, as in a
+// real fleet.
+const (
+	// fleetSecret is what agents present to servers (an agent-scope api
+	// token on the servers): blob downloads.
+	fleetSecret = "fleet-agent-scope-secret-0123456789"
+	// agentAPISecret is what servers present to agents (the servers'
+	// agent_token, an agent-scope api token on the agents).
+	agentAPISecret = "servers-to-agents-secret-0123456789"
+	// agentOpsSecret is an operator-only token on the agents, which the
+	// agent API must refuse.
+	agentOpsSecret = "agent-operator-only-secret-0123456789"
+)
+
+// hostsEnv is a real Consul, one real `cyclerd server` that stores
+// packages and relays host actions, and the real cyclerctl.
+type hostsEnv struct {
+	t      *testing.T
+	consul *harness.Consul
+	c      *cluster
+	server *clusterNode
+	// demoBin is the demo app binary that packages carry.
+	demoBin string
+}
+
+func startHostsEnv(t *testing.T) *hostsEnv {
+	t.Helper()
+	e := &hostsEnv{t: t, consul: harness.StartConsul(t), demoBin: harness.BuildBinary(t, "./cmd/cycler-demoapp")}
+	e.c = &cluster{t: t, ctlBin: harness.BuildBinary(t, "./cmd/cyclerctl")}
+	ports := freePorts(t, 2)
+	n := &clusterNode{ID: "cyc-1", APIAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	api, err := client.New(client.Config{Addr: "http://" + n.APIAddr, Token: clusterToken, Timeout: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.API = api
+	dir := filepath.Join(t.TempDir(), n.ID)
+	n.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{
+		Role: "server", Name: n.ID, Dir: dir, APIAddr: n.APIAddr,
+		Config: hostsServerConfig(n, filepath.Join(dir, "data"), e.consul.HTTPAddr),
+	})
+	e.server = n
+	e.c.nodes = []*clusterNode{n}
+	e.c.waitLeader(testContext(t, time.Minute), n)
+	return e
+}
+
+// hostsServerConfig is a single server's config: the operator token of the
+// cluster tests, the fleet's agent-scope token, and the agent token.
+func hostsServerConfig(n *clusterNode, dataDir, consulAddr string) string {
+	return fmt.Sprintf(`node_id  = %q
+data_dir = %q
+log {
+  level  = "debug"
+  format = "console"
+}
+api {
+  listen = %q
+  token "ops" {
+    secret = %q
+    scopes = ["operator"]
+  }
+  token "fleet" {
+    secret = %q
+    scopes = ["agent"]
+  }
+}
+consul {
+  address = %q
+}
+raft {
+  bind   = %q
+  timing = "fast"
+}
+agent_token = %q
+`, n.ID, dataDir, n.APIAddr, clusterToken, fleetSecret, consulAddr, n.RaftAddr, agentAPISecret)
+}
+
+// testAgent is one `cyclerd agent` supervising the app of one instance.
+type testAgent struct {
+	*harness.Cyclerd
+	Instance string
+	Pool     string
+	APIAddr  string
+	AppPort  int
+	DataDir  string
+}
+
+// AppURL is the app's base URL.
+func (a *testAgent) AppURL() string { return fmt.Sprintf("http://127.0.0.1:%d", a.AppPort) }
+
+// startAgent starts an agent for instance web-<pool>-<n> on free ports.
+func (e *hostsEnv) startAgent(pool, instance string) *testAgent {
+	e.t.Helper()
+	ports := freePorts(e.t, 2)
+	dir := filepath.Join(e.t.TempDir(), "agent-"+instance)
+	a := &testAgent{Instance: instance, Pool: pool, APIAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), AppPort: ports[1],
+		DataDir: filepath.Join(dir, "data")}
+	// Registered before the agent, so it runs after the agent's own
+	// Cleanup: a test that failed half-way may leave an app the agent no
+	// longer supervises.
+	e.t.Cleanup(func() { killLeftoverApp(e.t, a.DataDir) })
+	a.Cyclerd = harness.StartCyclerd(e.t, harness.CyclerdOptions{
+		Role: "agent", Name: "agent-" + instance, Dir: dir, APIAddr: a.APIAddr,
+		Config: agentConfig(a, e.server.APIAddr, e.consul.HTTPAddr),
+	})
+	return a
+}
+
+// agentConfig renders an agent's config. Consul checks run every second,
+// and the agent stops its app when it stops.
+func agentConfig(a *testAgent, serverAddr, consulAddr string) string {
+	return fmt.Sprintf(`node_id  = %q
+data_dir = %q
+log {
+  level  = "debug"
+  format = "console"
+}
+api {
+  listen = %q
+  token "servers" {
+    secret = %q
+    scopes = ["agent"]
+  }
+  token "ops" {
+    secret = %q
+    scopes = ["operator"]
+  }
+}
+consul {
+  address = %q
+}
+servers      = [%q]
+server_token = %q
+service      = "web"
+pool         = %q
+instance_id  = %q
+address      = "127.0.0.1"
+port         = %d
+app {
+  check_interval  = "1s"
+  stop_timeout    = "5s"
+  health_timeout  = "20s"
+  stop_with_agent = true
+}
+`, "host-"+a.Instance, a.DataDir, a.APIAddr, agentAPISecret, agentOpsSecret, consulAddr, serverAddr, fleetSecret, a.Pool, a.Instance, a.AppPort)
+}
+
+// killLeftoverApp kills the app recorded in an agent's state file if it
+// still runs.
+func killLeftoverApp(t *testing.T, dataDir string) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "agent-state.json"))
+	if err != nil {
+		return
+	}
+	var st struct {
+		App *struct {
+			PID int `json:"pid"`
+		} `json:"app"`
+	}
+	if json.Unmarshal(b, &st) != nil || st.App == nil || st.App.PID <= 0 || !harness.Alive(st.App.PID) {
+		return
+	}
+	t.Logf("killing the app left running by the agent in %s (pid %d)", dataDir, st.App.PID)
+	_ = syscall.Kill(-st.App.PID, syscall.SIGKILL)
+}
+
+// agentCall calls a's API with token.
+func (a *testAgent) agentCall(ctx context.Context, token, method, path string, in, out any) error {
+	c, err := client.New(client.Config{Addr: "http://" + a.APIAddr, Token: token, Timeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	return c.Do(ctx, method, path, in, out)
+}
+
+// inventory reads a's inventory the way servers do.
+func (a *testAgent) inventory(t *testing.T) agent.Inventory {
+	t.Helper()
+	var inv agent.Inventory
+	if err := a.agentCall(context.Background(), agentAPISecret, http.MethodGet, "/v1/agent/inventory", nil, &inv); err != nil {
+		t.Fatalf("inventory of %s: %v", a.Instance, err)
+	}
+	return inv
+}
+
+// writePackage writes a package to a file for `cyclerctl package push`.
+func writePackage(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// push pushes the package file at path with cyclerctl and returns its digest.
+func (e *hostsEnv) push(ctx context.Context, path string) string {
+	e.t.Helper()
+	out := e.c.mustCtl(ctx, e.server.APIAddr, "--json", "package", "push", path)
+	var p controller.PackagePushed
+	if err := json.Unmarshal([]byte(out), &p); err != nil || !strings.HasPrefix(p.Digest, "sha256:") {
+		e.t.Fatalf("package push --json: %v\n%s", err, out)
+	}
+	return p.Digest
+}
+
+// install runs `cyclerctl host install` and requires outcome want.
+func (e *hostsEnv) install(ctx context.Context, instance, digest string, want agent.Outcome) agent.InstallResult {
+	e.t.Helper()
+	out, errOut, err := e.c.ctl(ctx, e.server.APIAddr, "--json", "host", "install", instance, digest)
+	var res agent.InstallResult
+	if jerr := json.Unmarshal([]byte(out), &res); jerr != nil {
+		e.t.Fatalf("host install %s %s: %v (%v)\nstdout: %s\nstderr: %s", instance, digest, err, jerr, out, errOut)
+	}
+	if res.Outcome != want || (err == nil) != (want != agent.OutcomeFailed) {
+		e.t.Fatalf("host install %s %s: outcome %s (exit %v), want %s: step %s: %s\nstderr: %s", instance, digest, res.Outcome, err, want, res.Step, res.Error, errOut)
+	}
+	return res
+}
+
+// hosts runs `cyclerctl hosts --json`.
+func (e *hostsEnv) hosts(ctx context.Context) []controller.Host {
+	e.t.Helper()
+	out := e.c.mustCtl(ctx, e.server.APIAddr, "--json", "hosts", "--service", "web")
+	var rows []controller.Host
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		e.t.Fatalf("hosts --json: %v\n%s", err, out)
+	}
+	return rows
+}
+
+// appVersion is the version the app at url answers with, or an error.
+func appVersion(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := freshHTTP.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var a appAnswer
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&a) != nil {
+		return "", fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return a.Version, nil
+}
+
+// wantVersion fails unless the app of a answers version.
+func wantVersion(t *testing.T, a *testAgent, version string) {
+	t.Helper()
+	got, err := appVersion(context.Background(), a.AppURL())
+	if err != nil || got != version {
+		t.Fatalf("%s serves %q (%v), want %q", a.Instance, got, err, version)
+	}
+}
+
+var errNotYet = errors.New("not yet")
