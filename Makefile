@@ -8,7 +8,7 @@ LDFLAGS  := -X github.com/cyclerhq/cycler/version.Version=$(shell git describe -
 # Integration tests find the Consul binary here.
 export CYCLER_CONSUL_BIN := $(BIN)/consul
 
-.PHONY: all build deps vet unit integration test demo fuzz clean bench-raft
+.PHONY: all build deps vet unit integration test demo fuzz clean bench-raft bench-install bench-lb bench
 
 all: build
 
@@ -45,11 +45,17 @@ demo: deps build
 bench-raft: deps
 	CYCLER_BENCH=1 $(GO) test -tags integration -count=1 -timeout 30m -run '^TestBenchRaft$$' -v ./integration/
 
+## bench-install: a 50 MiB package installed on 20 real agents at once vs curl | tar xz of the same blob; rewrites docs/benchmarks-install.{md,json}
+bench-install: deps
+	CYCLER_BENCH=1 $(GO) test -tags integration -count=1 -timeout 30m -run '^TestBenchInstall$$' -v ./integration/
+
 ## fuzz: a short run of every fuzz target (their corpora live in testdata/fuzz)
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=30s ./config/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseState$$' -fuzztime=30s ./pool/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadSnapshot$$' -fuzztime=30s ./raftstore/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=30s ./pkgfile/
+	$(GO) test -run='^$$' -fuzz='^FuzzExtract$$' -fuzztime=30s ./pkgfile/
 
 clean:
 	rm -rf $(BIN)/cyclerd $(BIN)/cyclerctl $(BIN)/cycler-demoapp

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	consulapi "github.com/hashicorp/consul/api"
 	"go.uber.org/zap"
 
 	"github.com/cyclerhq/cycler/pkgfile"
@@ -112,10 +113,15 @@ type Agent struct {
 	jobMu  sync.Mutex
 	job    *job
 	closed bool
+	// opMu is held by whatever changes `current` or the app process: a
+	// job, or the re-adoption at start-up, so they never interleave.
+	opMu sync.Mutex
 
-	// maintMu serializes hide and unhide; regMu serializes registrations.
+	// maintMu serializes hide and unhide; regMu serializes registrations
+	// and guards lastReg, the last registration sent to Consul.
 	maintMu sync.Mutex
 	regMu   sync.Mutex
+	lastReg *consulapi.AgentServiceRegistration
 }
 
 // New checks cfg, prepares the data directory and loads the state. It
@@ -170,8 +176,8 @@ func New(cfg Config) (*Agent, error) {
 }
 
 // reconcileDisk makes the state agree with the disk: `current` is the
-// truth for the current release (the state is saved before the link is
-// switched, so a crash in between leaves the link ahead), and releases
+// truth for the current release (the state is saved just after the link
+// is switched, so a crash in between leaves the link ahead), and releases
 // that are gone are forgotten.
 func (a *Agent) reconcileDisk() error {
 	cur, err := a.layout.readCurrent()
@@ -188,11 +194,15 @@ func (a *Agent) reconcileDisk() error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	var gone []string
 	for _, r := range a.st.Releases {
 		if !onDisk[r.Dir] {
-			a.log.Warn("release recorded in the state is gone from disk; forgetting it", zap.String("release", r.Dir))
-			a.st.dropRelease(r.Dir)
+			gone = append(gone, r.Dir)
 		}
+	}
+	for _, d := range gone {
+		a.log.Warn("release recorded in the state is gone from disk; forgetting it", zap.String("release", d))
+		a.st.dropRelease(d)
 	}
 	if cur != "" && !onDisk[cur] {
 		return fmt.Errorf("agent: %s points at release %s, which does not exist; point it at a release under %s or remove it",
@@ -206,11 +216,16 @@ func (a *Agent) reconcileDisk() error {
 		a.st.addRelease(Release{Dir: cur, Name: m.Name, Version: m.Version})
 	}
 	if a.st.Current != cur {
+		// A crash between switching the link and saving the state: the
+		// release the state names was current just before.
 		a.log.Warn("current release differs from the state; following the link", zap.String("link", cur), zap.String("state", a.st.Current))
-		if a.st.Previous == cur {
+		if a.st.Current != "" {
 			a.st.Previous = a.st.Current
 		}
 		a.st.Current = cur
+	}
+	if a.st.Previous == a.st.Current {
+		a.st.Previous = ""
 	}
 	if a.st.release(a.st.Previous) == nil {
 		a.st.Previous = ""
@@ -259,6 +274,8 @@ func (a *Agent) shutdown() error {
 // adopts the process an earlier run started when that is still alive,
 // else starts it. Nothing is downloaded or switched.
 func (a *Agent) readopt(ctx context.Context) {
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
 	a.mu.Lock()
 	cur := a.st.release(a.st.Current)
 	rec := a.st.App

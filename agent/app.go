@@ -101,6 +101,9 @@ func newSupervisor(log *zap.Logger, logPath string, stopTimeout time.Duration, r
 func (s *supervisor) start(spec startSpec) (*proc, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cur != nil && !s.cur.exited() {
+		return nil, fmt.Errorf("app: pid %d still runs; it must be stopped before another start", s.cur.pid)
+	}
 	s.epoch++
 	s.spec = &spec
 	s.backoff = restartBackoffMin

@@ -116,3 +116,58 @@ func alive(pid int) bool {
 	_, state, err := procStat(pid)
 	return err == nil && state != 'Z'
 }
+
+// TestStateLostKeepsCurrent: with agent-state.json gone, the agent follows
+// `current` on disk, and installing the digest it holds changes nothing.
+func TestStateLostKeepsCurrent(t *testing.T) {
+	e := newTestEnv(t)
+	a, stop := e.start()
+	d := e.src.add(testPackage(t, "1.0.0", "serve", pkgfile.Hooks{}))
+	mustInstall(t, a, d, OutcomeInstalled)
+	stop()
+	if err := os.Remove(filepath.Join(e.dir, stateFile)); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := e.start()
+	waitUntil(t, "the app to be started from current", func() error { _, err := e.get(); return err })
+	inv := b.Inventory(context.Background())
+	if inv.Current == nil || inv.Current.Version != "1.0.0" || inv.Current.Digest != "" {
+		t.Fatalf("current after losing the state = %+v; want 1.0.0 with its digest unknown", inv.Current)
+	}
+	pid := inv.App.PID
+	res := mustInstall(t, b, d, OutcomeUnchanged)
+	if res.Current == nil || res.Current.Digest != d {
+		t.Fatalf("current after reinstalling = %+v; want its digest recorded", res.Current)
+	}
+	if got := b.Inventory(context.Background()).App.PID; got != pid {
+		t.Fatalf("an unchanged install restarted the app: pid %d, was %d", got, pid)
+	}
+}
+
+// TestLinkAheadOfState: a crash between switching `current` and saving the
+// state leaves the link ahead; the next agent follows the link.
+func TestLinkAheadOfState(t *testing.T) {
+	e := newTestEnv(t)
+	a, stop := e.start()
+	d1 := e.src.add(testPackage(t, "1.0.0", "serve", pkgfile.Hooks{}))
+	d2 := e.src.add(testPackage(t, "2.0.0", "serve", pkgfile.Hooks{}))
+	mustInstall(t, a, d1, OutcomeInstalled)
+	mustInstall(t, a, d2, OutcomeInstalled)
+	stop()
+	st, err := loadState(filepath.Join(e.dir, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := "1.0.0-"+shortDigest(d1), "2.0.0-"+shortDigest(d2)
+	st.Current, st.Previous, st.App = v1, "", nil // as saved before the switch to v2
+	if err := saveState(filepath.Join(e.dir, stateFile), st); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := e.start()
+	inv := b.Inventory(context.Background())
+	if inv.Current == nil || inv.Current.Dir != v2 || inv.Previous == nil || inv.Previous.Dir != v1 {
+		t.Fatalf("current %+v, previous %+v; want %s after %s", inv.Current, inv.Previous, v2, v1)
+	}
+	waitUntil(t, "the app to be started from current", func() error { _, err := e.get(); return err })
+	e.wantServing("2.0.0")
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -142,17 +143,26 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, consulTimeout)
 	defer cancel()
-	if err := a.reg.Register(ctx, a.registration(cur.Version, healthFor(m, a.appAddr()))); err != nil {
+	want := a.registration(cur.Version, healthFor(m, a.appAddr()))
+	registered, on, _, err := a.reg.Maintenance(ctx, a.cfg.Instance)
+	if err != nil {
 		return err
 	}
-	if !maint.Hidden {
+	// Register only what changed or went missing: every registration is
+	// a catalog write that wakes the blocking queries of every watcher.
+	if !registered || !reflect.DeepEqual(want, a.lastReg) {
+		if err := a.reg.Register(ctx, want); err != nil {
+			return err
+		}
+		a.lastReg = want
+		// Consul keeps the maintenance check across a re-registration; a
+		// new registration has none.
+		on = on && registered
+	}
+	if !maint.Hidden || on {
 		return nil
 	}
-	// Consul in dev mode (or after losing its data) forgets the
-	// maintenance check with the service; put it back.
-	_, on, _, err := a.reg.Maintenance(ctx, a.cfg.Instance)
-	if err != nil || on {
-		return err
-	}
+	// Hidden before the first registration, or Consul (in dev mode, or
+	// after losing its data) forgot the maintenance with the service.
 	return a.reg.SetMaintenance(ctx, a.cfg.Instance, true, pool.HiddenReason(maint.Generation))
 }

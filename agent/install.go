@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"go.uber.org/zap"
@@ -94,9 +93,11 @@ func (a *Agent) runJob(ctx context.Context, p Progress, fn func(context.Context,
 	a.jobMu.Unlock()
 	go func() {
 		defer a.wg.Done()
+		a.opMu.Lock()
 		jctx, cancel := context.WithTimeout(a.life, a.cfg.InstallTimeout)
 		res := fn(jctx, j)
 		cancel()
+		a.opMu.Unlock()
 		a.jobMu.Lock()
 		j.res = res
 		a.job = nil
@@ -134,6 +135,11 @@ func (a *Agent) install(ctx context.Context, j *job, digest string) InstallResul
 	rel, fresh, step, err := a.ensureRelease(ctx, j, digest)
 	if err != nil {
 		rec.Step, rec.Error = step, err.Error()
+		return a.finish(rec)
+	}
+	if cur != nil && rel.Dir == cur.Dir {
+		// The current release, whose digest the state had lost.
+		rec.Outcome, rec.Version, rec.Release = OutcomeUnchanged, rel.Version, rel.Dir
 		return a.finish(rec)
 	}
 	return a.switchTo(ctx, j, rec, rel, fresh)
@@ -406,62 +412,6 @@ func (a *Agent) rollback(prevCur, prevPrev string) error {
 	return nil
 }
 
-// discard deletes a release the agent unpacked for an install that failed.
-// It never deletes the current release.
-func (a *Agent) discard(rel Release) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.st.Current == rel.Dir {
-		return
-	}
-	if err := os.RemoveAll(a.layout.release(rel.Dir)); err != nil {
-		a.log.Error("removing a failed release", zap.String("release", rel.Dir), zap.Error(err))
-		return
-	}
-	a.st.dropRelease(rel.Dir)
-	if err := a.saveLocked(); err != nil {
-		a.log.Error("saving the agent state", zap.Error(err))
-	}
-}
-
-// prune deletes the oldest releases beyond KeepReleases (counting the
-// previous release), never the current or the previous one. Directories
-// the agent has no record of are left alone.
-func (a *Agent) prune() {
-	a.mu.Lock()
-	budget := a.cfg.KeepReleases
-	if a.st.Previous != "" {
-		budget--
-	}
-	var cands []Release
-	for _, r := range a.st.Releases {
-		if r.Dir != a.st.Current && r.Dir != a.st.Previous {
-			cands = append(cands, r)
-		}
-	}
-	a.mu.Unlock()
-	sort.SliceStable(cands, func(i, j int) bool { return cands[i].InstalledAt.After(cands[j].InstalledAt) })
-	if len(cands) <= budget {
-		return
-	}
-	for _, r := range cands[max(budget, 0):] {
-		// Jobs run one at a time, so nothing switches to r meanwhile.
-		if err := os.RemoveAll(a.layout.release(r.Dir)); err != nil {
-			a.log.Error("pruning a release", zap.String("release", r.Dir), zap.Error(err))
-			continue
-		}
-		a.mu.Lock()
-		a.st.dropRelease(r.Dir)
-		a.mu.Unlock()
-		a.log.Info("release pruned", zap.String("release", r.Dir), zap.String("version", r.Version))
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err := a.saveLocked(); err != nil {
-		a.log.Error("saving the agent state", zap.Error(err))
-	}
-}
-
 // finish records rec as the last install (unless it changed nothing) and
 // returns the result.
 func (a *Agent) finish(rec Install) InstallResult {
@@ -487,13 +437,4 @@ func (a *Agent) finish(rec Install) InstallResult {
 		log.Info("install done")
 	}
 	return InstallResult{Install: rec, Current: cur}
-}
-
-// modTime is a directory's modification time, or the zero time.
-func modTime(path string) time.Time {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return time.Time{}
-	}
-	return fi.ModTime().UTC()
 }

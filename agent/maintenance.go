@@ -109,7 +109,7 @@ func (a *Agent) Inventory(ctx context.Context) Inventory {
 				inv.Releases = append(inv.Releases, *r)
 				continue
 			}
-			r := Release{Dir: d}
+			r := Release{Dir: d, Version: versionOf(d)}
 			if fi, err := os.Stat(filepath.Join(a.layout.releases(), d)); err == nil {
 				r.InstalledAt = fi.ModTime().UTC()
 			}

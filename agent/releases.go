@@ -12,6 +12,9 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/cyclerhq/cycler/pkgfile"
 )
@@ -53,6 +56,14 @@ func checkDigest(d string) error {
 // shortDigest is the 12 hex digits of d used in release directory names.
 func shortDigest(d string) string {
 	return strings.TrimPrefix(d, "sha256:")[:12]
+}
+
+// versionOf is the version part of a release directory name.
+func versionOf(dir string) string {
+	if i := strings.LastIndexByte(dir, '-'); i > 0 {
+		return dir[:i]
+	}
+	return dir
 }
 
 // releaseDir is the directory name of a package version with digest d.
@@ -161,7 +172,7 @@ func (l layout) findRelease(digest string) (string, error) {
 
 // manifestNames are the manifest files a package may carry at its root,
 // in the order they are looked for.
-var manifestNames = []string{"cycler.hcl", "cycler.json"}
+var manifestNames = []string{pkgfile.ManifestHCL, pkgfile.ManifestJSON}
 
 // readManifest parses the manifest of an unpacked release.
 func (l layout) readManifest(dir string) (pkgfile.Manifest, error) {
@@ -192,4 +203,69 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
 	return hex.EncodeToString(b)
+}
+
+// discard deletes a release the agent unpacked for an install that failed.
+// It never deletes the current release.
+func (a *Agent) discard(rel Release) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.st.Current == rel.Dir {
+		return
+	}
+	if err := os.RemoveAll(a.layout.release(rel.Dir)); err != nil {
+		a.log.Error("removing a failed release", zap.String("release", rel.Dir), zap.Error(err))
+		return
+	}
+	a.st.dropRelease(rel.Dir)
+	if err := a.saveLocked(); err != nil {
+		a.log.Error("saving the agent state", zap.Error(err))
+	}
+}
+
+// prune deletes the oldest releases beyond KeepReleases (counting the
+// previous release), never the current or the previous one. Directories
+// the agent has no record of are left alone.
+func (a *Agent) prune() {
+	a.mu.Lock()
+	budget := a.cfg.KeepReleases
+	if a.st.Previous != "" {
+		budget--
+	}
+	var cands []Release
+	for _, r := range a.st.Releases {
+		if r.Dir != a.st.Current && r.Dir != a.st.Previous {
+			cands = append(cands, r)
+		}
+	}
+	a.mu.Unlock()
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].InstalledAt.After(cands[j].InstalledAt) })
+	if len(cands) <= budget {
+		return
+	}
+	for _, r := range cands[max(budget, 0):] {
+		// Jobs run one at a time, so nothing switches to r meanwhile.
+		if err := os.RemoveAll(a.layout.release(r.Dir)); err != nil {
+			a.log.Error("pruning a release", zap.String("release", r.Dir), zap.Error(err))
+			continue
+		}
+		a.mu.Lock()
+		a.st.dropRelease(r.Dir)
+		a.mu.Unlock()
+		a.log.Info("release pruned", zap.String("release", r.Dir), zap.String("version", r.Version))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.saveLocked(); err != nil {
+		a.log.Error("saving the agent state", zap.Error(err))
+	}
+}
+
+// modTime is a directory's modification time, or the zero time.
+func modTime(path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime().UTC()
 }

@@ -22,8 +22,9 @@ const maxStateBytes = 4 << 20
 type state struct {
 	Format int `json:"format"`
 	// Current and Previous are release directory names ("" for none).
-	// `current` on disk is the truth for Current: the state is written
-	// before the symlink is switched, and reconcile re-reads the link.
+	// `current` on disk is the truth for Current: the state is saved
+	// right after the link is switched, and after a crash in between the
+	// agent follows the link when it starts (reconcileDisk).
 	Current  string `json:"current,omitempty"`
 	Previous string `json:"previous,omitempty"`
 	// Releases records every release the agent unpacked and still keeps.

@@ -5,7 +5,6 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -48,6 +47,12 @@ type hostsEnv struct {
 
 func startHostsEnv(t *testing.T) *hostsEnv {
 	t.Helper()
+	return startHostsEnvWith(t, "")
+}
+
+// startHostsEnvWith is startHostsEnv with extra server config appended.
+func startHostsEnvWith(t *testing.T, extraServerConfig string) *hostsEnv {
+	t.Helper()
 	e := &hostsEnv{t: t, consul: harness.StartConsul(t), demoBin: harness.BuildBinary(t, "./cmd/cycler-demoapp")}
 	e.c = &cluster{t: t, ctlBin: harness.BuildBinary(t, "./cmd/cyclerctl")}
 	ports := freePorts(t, 2)
@@ -60,7 +65,7 @@ func startHostsEnv(t *testing.T) *hostsEnv {
 	dir := filepath.Join(t.TempDir(), n.ID)
 	n.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{
 		Role: "server", Name: n.ID, Dir: dir, APIAddr: n.APIAddr,
-		Config: hostsServerConfig(n, filepath.Join(dir, "data"), e.consul.HTTPAddr),
+		Config: hostsServerConfig(n, filepath.Join(dir, "data"), e.consul.HTTPAddr) + extraServerConfig,
 	})
 	e.server = n
 	e.c.nodes = []*clusterNode{n}
@@ -279,5 +284,3 @@ func wantVersion(t *testing.T, a *testAgent, version string) {
 		t.Fatalf("%s serves %q (%v), want %q", a.Instance, got, err, version)
 	}
 }
-
-var errNotYet = errors.New("not yet")

@@ -30,8 +30,8 @@ const (
 	lbLoadTimeout = 5 * time.Second // one request, connect to last body byte
 )
 
-// loadStats is what the Go load client counts over one row.
-type loadStats struct {
+// lbLoadStats is what the Go load client counts over one row.
+type lbLoadStats struct {
 	Seconds float64 `json:"seconds"`
 	// Requests were sent (written to a connection), or failed to connect.
 	Requests int     `json:"requests"`
@@ -65,25 +65,25 @@ type loadStats struct {
 	failures []time.Time
 }
 
-// loadRun is a running Go load client.
-type loadRun struct {
+// lbLoadRun is a running Go load client.
+type lbLoadRun struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	start  time.Time
 
 	mu  sync.Mutex // guards st and lat
-	st  loadStats
+	st  lbLoadStats
 	lat []float64
 }
 
-// startLoad sends GET / to addr (host:port) at rate requests per second in
+// startLBLoad sends GET / to addr (host:port) at rate requests per second in
 // total, spread over lbLoadConns keepalive connections, each sending on a
 // fixed schedule (an open-loop client: a slow answer does not slow the
 // schedule, it skips slots). A failed request is counted and never sent
 // again.
-func startLoad(ctx context.Context, addr string, rate float64) *loadRun {
+func startLBLoad(ctx context.Context, addr string, rate float64) *lbLoadRun {
 	ctx, cancel := context.WithCancel(ctx)
-	l := &loadRun{cancel: cancel, start: time.Now()}
+	l := &lbLoadRun{cancel: cancel, start: time.Now()}
 	interval := time.Duration(float64(lbLoadConns) / rate * float64(time.Second))
 	for i := range lbLoadConns {
 		l.wg.Add(1)
@@ -96,7 +96,7 @@ func startLoad(ctx context.Context, addr string, rate float64) *loadRun {
 }
 
 // worker is one keepalive connection's schedule.
-func (l *loadRun) worker(ctx context.Context, addr string, interval time.Duration, next time.Time) {
+func (l *lbLoadRun) worker(ctx context.Context, addr string, interval time.Duration, next time.Time) {
 	req := []byte("GET / HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: cycler-bench\r\n\r\n")
 	var conn net.Conn
 	var br *bufio.Reader
@@ -118,12 +118,12 @@ func (l *loadRun) worker(ctx context.Context, addr string, interval time.Duratio
 		}
 		if conn != nil && closedByPeer(conn) {
 			closeConn()
-			l.count(func(s *loadStats) { s.IdleClosed++ })
+			l.count(func(s *lbLoadStats) { s.IdleClosed++ })
 		}
 		if conn == nil {
 			c, err := net.DialTimeout("tcp", addr, lbLoadTimeout)
 			if err != nil {
-				l.fail(func(s *loadStats) { s.Connect++ })
+				l.fail(func(s *lbLoadStats) { s.Connect++ })
 			} else {
 				conn, br = c, bufio.NewReader(c)
 			}
@@ -135,18 +135,18 @@ func (l *loadRun) worker(ctx context.Context, addr string, interval time.Duratio
 		if behind := time.Since(next); behind > interval {
 			skipped := int(behind / interval)
 			next = next.Add(time.Duration(skipped) * interval)
-			l.count(func(s *loadStats) { s.Missed += skipped })
+			l.count(func(s *lbLoadStats) { s.Missed += skipped })
 		}
 	}
 }
 
 // request sends one request on conn and reads the answer. It returns false
 // when the connection must not be used again.
-func (l *loadRun) request(conn net.Conn, br *bufio.Reader, req []byte) bool {
+func (l *lbLoadRun) request(conn net.Conn, br *bufio.Reader, req []byte) bool {
 	sent := time.Now()
 	_ = conn.SetDeadline(sent.Add(lbLoadTimeout))
 	if _, err := conn.Write(req); err != nil {
-		l.fail(func(s *loadStats) { s.Write++ })
+		l.fail(func(s *lbLoadStats) { s.Write++ })
 		return false
 	}
 	resp, err := http.ReadResponse(br, nil)
@@ -157,35 +157,35 @@ func (l *loadRun) request(conn net.Conn, br *bufio.Reader, req []byte) bool {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
-		l.fail(func(s *loadStats) { s.Timeout++ })
+		l.fail(func(s *lbLoadStats) { s.Timeout++ })
 		return false
 	case err != nil:
-		l.fail(func(s *loadStats) { s.Read++ })
+		l.fail(func(s *lbLoadStats) { s.Read++ })
 		return false
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		l.fail(func(s *loadStats) { s.Non2xx++ })
+		l.fail(func(s *lbLoadStats) { s.Non2xx++ })
 	default:
 		took := ms(time.Since(sent))
-		l.count(func(s *loadStats) { s.OK++ })
+		l.count(func(s *lbLoadStats) { s.OK++ })
 		l.mu.Lock()
 		l.lat = append(l.lat, took)
 		l.mu.Unlock()
 	}
 	if resp.Close {
-		l.count(func(s *loadStats) { s.ClosedAfter++ })
+		l.count(func(s *lbLoadStats) { s.ClosedAfter++ })
 		return false
 	}
 	return true
 }
 
-func (l *loadRun) count(f func(*loadStats)) {
+func (l *lbLoadRun) count(f func(*lbLoadStats)) {
 	l.mu.Lock()
 	f(&l.st)
 	l.mu.Unlock()
 }
 
 // fail counts a failed request and records when it failed.
-func (l *loadRun) fail(f func(*loadStats)) {
+func (l *lbLoadRun) fail(f func(*lbLoadStats)) {
 	now := time.Now()
 	l.mu.Lock()
 	f(&l.st)
@@ -194,7 +194,7 @@ func (l *loadRun) fail(f func(*loadStats)) {
 }
 
 // stop ends the run and returns its counts.
-func (l *loadRun) stop() loadStats {
+func (l *lbLoadRun) stop() lbLoadStats {
 	l.cancel()
 	l.wg.Wait()
 	l.mu.Lock()

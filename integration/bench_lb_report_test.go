@@ -20,10 +20,10 @@ import (
 
 // lbReport is docs/benchmarks-lb.json.
 type lbReport struct {
-	Command  string       `json:"command"`
-	Date     time.Time    `json:"date"`
-	Machine  benchMachine `json:"machine"`
-	Versions toolVersion  `json:"versions"`
+	Command  string        `json:"command"`
+	Date     time.Time     `json:"date"`
+	Machine  benchMachine  `json:"machine"`
+	Versions lbToolVersion `json:"versions"`
 
 	FlipsPerRow     int     `json:"flips_per_row"`
 	ProbeIntervalMS float64 `json:"probe_interval_ms"`
@@ -40,8 +40,8 @@ type lbReport struct {
 	Notes                 []string `json:"notes"`
 }
 
-// toolVersion records what ran.
-type toolVersion struct {
+// lbToolVersion records what ran.
+type lbToolVersion struct {
 	Nginx          string `json:"nginx"`
 	Varnish        string `json:"varnish"`
 	ConsulTemplate string `json:"consul_template"`
@@ -66,9 +66,13 @@ type lbRow struct {
 	P50VsCT float64 `json:"p50_vs_consul_template"`
 	P99VsCT float64 `json:"p99_vs_consul_template"`
 	// ProbeErrors are probes (not load) that failed during the switches.
-	ProbeErrors int       `json:"probe_errors"`
-	Go          loadStats `json:"go_client"`
-	Wrk         wrkStats  `json:"wrk"`
+	ProbeErrors int `json:"probe_errors"`
+	// Changes counts the changes made to the LB during the flips, from the
+	// logs: nginx reloads (consul-template's commands, cyclerd's reload
+	// mode), VCL loads (varnish) or stored sets (nginx dynamic).
+	Changes int         `json:"lb_changes"`
+	Go      lbLoadStats `json:"go_client"`
+	Wrk     wrkStats    `json:"wrk"`
 	// FlipsWithFailures and MaxFailedInFlip attribute the Go client's
 	// failed requests to the flip before them; WarmupFailures came before
 	// the first flip. WrkFlipsWithFailures counts the flips whose wrk run
@@ -135,9 +139,10 @@ func (rep *lbReport) finish() {
 	}
 	rep.Notes = []string{
 		"Every row runs in the same test run, one after the other, against the same Consul (dev mode), the same four demo apps (2 blue, 2 green) and the same switch sequence. Each row's processes are stopped before the next row starts.",
-		"A flip does what the leader does, in the order that never offers the LB a partial set: take the target pool out of maintenance, write cycler/web/state (generation+1, live = target, the old pool listed as hidden) and put the old pool in maintenance with cycler's reason. The clock starts just before the KV write.",
+		"A flip does what the leader does, in the order that keeps every instance of the target pool serving before it becomes live: take the target pool out of maintenance, write cycler/web/state (generation+1, live = target, the old pool listed as hidden) and put the old pool in maintenance with cycler's reason. The clock starts just before the KV write.",
 		fmt.Sprintf("A sample ends at the arrival of the first answer from the target pool (X-App-Pool) through the LB. Probe requests start every %.0f ms on fresh connections from the KV write on, each in its own goroutine.", rep.ProbeIntervalMS),
 		"Between flips the harness waits until the LB serves only the live pool (the cyclerd lb's ack of the generation, where there is one, and 20 requests on fresh connections), then pauses 0.7-1 s.",
+		"Some answers with `Connection: close` come from nginx's limit of requests per keepalive connection (keepalive_requests, 1000), not from switches: all of them in the nginx dynamic row; in the reload rows the rest come from old workers shutting down.",
 		fmt.Sprintf("Load: two clients at about %.0f requests/s each (about %.0f/s together), each over %d keepalive connections, neither retrying. "+
 			"The Go client sends on a fixed schedule through each whole row and counts every request that got no 2xx answer; before reusing an idle connection it checks "+
 			"(a non-blocking peek) whether the LB closed it, and reconnects if so, as browsers and Go's http.Transport do. Those are counted as idle_keepalive_closed, not as failures: no request was sent on them.", rep.LoadRate, 2*rep.LoadRate, rep.LoadConns),
@@ -145,6 +150,7 @@ func (rep *lbReport) finish() {
 			"wrk counts a keepalive connection that the LB closes while it is idle as a read error, although no request was on it, so in the reload rows its read errors are mostly the idle connections each reload closes (up to %d per reload). "+
 			"Its delay() pacing does not survive such a reconnect (in a trial with a reload every second its rate rose from about 510 to 680 requests/s), so the harness runs one wrk per flip, from 0.5 s before the KV write until the LB has settled, rather than one for the whole row.",
 			rep.LoadConns, rep.WrkDelayMS, rep.LoadConns),
+		"cyclerd lb can apply a new generation in two steps. Its instance watch, like consul-template's, leaves at least 100 ms between blocking queries, so when the state document arrives it may hold a view of the instances from before the second target instance left maintenance: it applies the new pool with the one instance it sees as serving, then the full pool once the instance watch catches up (its logs show both applies, 1 backend then 2). No request fails from it, since the first step already routes to the new pool only (though for a moment to one instance of it), but each step is a change of the LB: in reload mode two reloads per flip, with varnish two VCL compiles. consul-template re-queries the service when the key changes its template's dependency, so it renders the full pool at once. The LB changes per flip column shows how often it happened in this run.",
 		"The cyclerd lb rows use the integration tests' lb config: verify_interval 1s (a read-back every second) and debug logs, a little more work than the production defaults (15s, info).",
 		"The consul-template row runs consul-template with its defaults (no wait/quiescence, max_stale 2s) and the nginx configuration cyclerd's reload mode writes (nginx.Bootstrap: same nginx.conf, worker_processes auto, worker_shutdown_timeout, upstream keepalive 32); its template renders the same web_cycler upstream from the passing instances tagged cycler-<live> (live from the state document), and its command is `nginx -s reload` as an argv list, without a shell.",
 		"p99 uses the nearest rank, so with fewer than 100 samples it is the largest sample.",
@@ -152,8 +158,8 @@ func (rep *lbReport) finish() {
 	}
 }
 
-// toolVersions asks each tool for its version.
-func toolVersions(t *testing.T, ctBin, wrkBin string) toolVersion {
+// lbToolVersions asks each tool for its version.
+func lbToolVersions(t *testing.T, ctBin, wrkBin string) lbToolVersion {
 	t.Helper()
 	first := func(bin string, args ...string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -167,7 +173,7 @@ func toolVersions(t *testing.T, ctBin, wrkBin string) toolVersion {
 	if err != nil {
 		varnishd = "/usr/sbin/varnishd"
 	}
-	return toolVersion{
+	return lbToolVersion{
 		Nginx: first(harness.NginxBinary(t), "-v"), Varnish: first(varnishd, "-V"),
 		ConsulTemplate: first(ctBin, "-version"), Consul: first(harness.ConsulBinary(t), "version"), Wrk: first(wrkBin, "-v"),
 	}
@@ -264,7 +270,7 @@ template {
 			return nil
 		},
 	})
-	return lbTarget{url: "http://" + listen, stop: func() {
+	return lbTarget{url: "http://" + listen, log: ct.LogPath(), changeMarks: []string{"(runner) executing command"}, stop: func() {
 		_ = ct.Stop()
 		_ = ngx.Stop()
 	}}
@@ -299,10 +305,13 @@ func renderLBMarkdown(rep lbReport) string {
 
 	fmt.Fprintf(&b, "## Switch latency\n\nFrom the leader's KV write of `cycler/web/state` (a new generation, the other pool live) to the first\n"+
 		"answer through the LB from the new pool. %d flips per LB, all in the same run; probes every %.0f ms on fresh connections.\n\n", rep.FlipsPerRow, rep.ProbeIntervalMS)
-	b.WriteString("| LB | how it switches | min | p50 | p99 | max | p50 vs consul-template | p99 vs consul-template |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| LB | how it switches | min | p50 | p99 | max | p50 vs consul-template | p99 vs consul-template | LB changes per flip |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(&b, "| %s | %s | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.2fx | %.2fx |\n", r.Name, r.How, r.MinMS, r.P50MS, r.P99MS, r.MaxMS, r.P50VsCT, r.P99VsCT)
+		fmt.Fprintf(&b, "| %s | %s | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.2fx | %.2fx | %.2f |\n",
+			r.Name, r.How, r.MinMS, r.P50MS, r.P99MS, r.MaxMS, r.P50VsCT, r.P99VsCT, float64(r.Changes)/float64(len(r.SamplesMS)))
 	}
+	b.WriteString("\nLB changes per flip counts, from the logs, the reloads (consul-template's `nginx -s reload`, cyclerd's reload mode), VCL loads\n" +
+		"(varnish) or stored sets (nginx dynamic) per flip. More than 1 means the LB went through an intermediate set: see the notes.\n")
 
 	fmt.Fprintf(&b, "\n## Failed requests under load\n\nTwo clients, at about %.0f requests/s each over %d keepalive connections, neither retrying. A failed\n"+
 		"request is a non-2xx answer or a socket error. The Go client runs through each whole row (%d flips and a 2 s warm-up);\n"+

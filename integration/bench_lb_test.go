@@ -43,6 +43,27 @@ type lbTarget struct {
 	url   string // public URL
 	ackID string // the cyclerd lb's id; "" for consul-template, which acks nothing
 	stop  func() // stops the row's processes, so they idle through the next rows
+	// log is the log of whatever changes the LB (cyclerd lb or
+	// consul-template), and changeMarks the strings a line that records
+	// one change holds (a reload, a VCL load, a PUT of the set).
+	log         string
+	changeMarks []string
+}
+
+// changes counts the LB changes tg's log records so far.
+func (tg lbTarget) changes(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(tg.log)
+	if err != nil {
+		t.Fatalf("read %s: %v", tg.log, err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if !slices.ContainsFunc(tg.changeMarks, func(m string) bool { return !strings.Contains(line, m) }) {
+			n++
+		}
+	}
+	return n
 }
 
 // lbBench is the shared environment of every row: one Consul, the four demo
@@ -99,7 +120,7 @@ func TestBenchLBSwitch(t *testing.T) {
 	b.delay = max(int(1000*lbLoadConns/b.rate)-1, 0)
 	rep := lbReport{
 		Command: benchLBCommand, Date: time.Now().UTC().Round(time.Second), Machine: machine(),
-		Versions: toolVersions(t, ctBin, wrkBin), FlipsPerRow: b.flips, ProbeIntervalMS: ms(switchProbeEvery),
+		Versions: lbToolVersions(t, ctBin, wrkBin), FlipsPerRow: b.flips, ProbeIntervalMS: ms(switchProbeEvery),
 		LoadRate: b.rate, LoadConns: lbLoadConns, WrkDelayMS: b.delay,
 		WorkerShutdownTimeout: nginx.DefaultWorkerShutdownTimeout.String(),
 	}
@@ -134,11 +155,15 @@ func cyclerdTarget(n *lbNode) lbTarget {
 	if n.Nginx != nil {
 		procs = append(procs, n.Nginx)
 	}
-	return lbTarget{url: n.Public, ackID: n.ID, stop: func() {
+	stop := func() {
 		for _, p := range procs {
 			_ = p.Stop() // the test's Cleanup reports what went wrong
 		}
-	}}
+	}
+	// The nginx and varnish drivers log each apply with whether it changed
+	// the LB (a PUT that stored a set, a reload, a VCL load).
+	marks := []string{"backend set applied", `"changed": true`}
+	return lbTarget{url: n.Public, ackID: n.ID, stop: stop, log: n.Cyclerd.LogPath(), changeMarks: marks}
 }
 
 // runRow starts a row's LB, lets it settle on the live pool, starts both
@@ -148,15 +173,16 @@ func (b *lbBench) runRow(name, how string, start func() lbTarget) lbRow {
 	row := lbRow{Name: name, How: how, LoadAvg: machine().LoadAvg}
 	tg := start()
 	b.settle(tg)
-	load := startLoad(b.ctx, strings.TrimPrefix(tg.url, "http://"), b.rate)
-	pause(b.ctx, 2*time.Second) // warm-up: connections open, caches and pools filled
+	load := startLBLoad(b.ctx, strings.TrimPrefix(tg.url, "http://"), b.rate)
+	benchPause(b.ctx, 2*time.Second) // warm-up: connections open, caches and pools filled
+	changesBefore := tg.changes(t)
 	var flipped []time.Time
 	for i := range b.flips {
 		// A wrk per flip: its delay() pacing does not survive a reconnect
 		// (after a reload its rate climbs), so each run covers one flip,
 		// from 0.5 s before the KV write until the LB has settled.
 		wrk := startWrk(t, b.wrk, tg.url+"/", b.delay)
-		pause(b.ctx, 500*time.Millisecond)
+		benchPause(b.ctx, 500*time.Millisecond)
 		at, took, probeErrs := b.flip(tg)
 		flipped = append(flipped, at)
 		row.SamplesMS = append(row.SamplesMS, ms(took))
@@ -171,8 +197,9 @@ func (b *lbBench) runRow(name, how string, start func() lbTarget) lbRow {
 			name, i+1, b.flips, b.live, b.gen, took.Round(time.Millisecond), ws.Failed, ws.Requests)
 		// A pause with jitter between flips lets old nginx workers drain
 		// and keeps the flips from locking onto a watcher's rhythm.
-		pause(b.ctx, 700*time.Millisecond+rand.N(300*time.Millisecond))
+		benchPause(b.ctx, 700*time.Millisecond+rand.N(300*time.Millisecond))
 	}
+	row.Changes = tg.changes(t) - changesBefore
 	row.Go = load.stop()
 	row.Wrk.Rate = round2(float64(row.Wrk.Requests) / row.Wrk.Seconds)
 	tg.stop()
@@ -184,9 +211,9 @@ func (b *lbBench) runRow(name, how string, start func() lbTarget) lbRow {
 	return row
 }
 
-// flip does what the leader does in a switch, in the order that never
-// leaves the LB a partial set: unhide the target pool, publish the new
-// state (timed), hide the old pool. It returns when the KV write happened,
+// flip does what the leader does in a switch, in the order that has every
+// target instance serving before its pool becomes live: unhide the target
+// pool, publish the new state (timed), hide the old pool. It returns when the KV write happened,
 // how long until the first answer from the target pool through the LB, and
 // how many probes failed meanwhile.
 func (b *lbBench) flip(tg lbTarget) (time.Time, time.Duration, int) {
@@ -246,9 +273,9 @@ type switchProbe struct {
 	errs  int
 }
 
-// probeHTTP opens a new connection per probe: a probe is a new client, not
+// switchProbeHTTP opens a new connection per probe: a probe is a new client, not
 // one whose kept-alive connection predates the switch.
-var probeHTTP = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+var switchProbeHTTP = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 func startSwitchProbe(ctx context.Context, url string, want pool.Pool) *switchProbe {
 	ctx, cancel := context.WithCancel(ctx)
@@ -287,7 +314,7 @@ func (p *switchProbe) probe(ctx context.Context, url string, want pool.Pool) {
 	if err != nil {
 		return
 	}
-	resp, err := probeHTTP.Do(req)
+	resp, err := switchProbeHTTP.Do(req)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.mu.Lock()
@@ -328,9 +355,9 @@ func (p *switchProbe) wait(timeout time.Duration) (time.Time, int, bool) {
 	return p.first, p.errs, !p.first.IsZero()
 }
 
-// pause waits d or until ctx ends. It paces the benchmark; nothing waits
+// benchPause waits d or until ctx ends. It paces the benchmark; nothing waits
 // for readiness with it.
-func pause(ctx context.Context, d time.Duration) {
+func benchPause(ctx context.Context, d time.Duration) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

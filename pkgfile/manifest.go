@@ -85,7 +85,8 @@ type Manifest struct {
 	// when the agent is configured with a restart command instead.
 	Start *Start
 	// Health is the local health check the agent waits for after a
-	// restart; nil to only wait for the process to start.
+	// restart. When nil, the agent waits for a TCP connect to the
+	// instance port, the same check it registers in Consul.
 	Health *Health
 	// Hooks are commands the agent runs around the switch of `current`.
 	Hooks Hooks
