@@ -49,6 +49,14 @@ bench-raft: deps
 bench-install: deps
 	CYCLER_BENCH=1 $(GO) test -tags integration -count=1 -timeout 30m -run '^TestBenchInstall$$' -v ./integration/
 
+## bench-lb: LB switch latency and failed requests of cyclerd lb (nginx dynamic/reload, varnish) vs consul-template v0.41.1; rewrites docs/benchmarks-lb.{md,json}
+bench-lb: deps
+	scripts/install-bench-tools.sh
+	CYCLER_BENCH=1 $(GO) test -tags integration -count=1 -timeout 30m -run '^TestBenchLBSwitch$$' -v ./integration/
+
+## bench: every benchmark report under docs/
+bench: bench-raft bench-lb bench-install
+
 ## fuzz: a short run of every fuzz target (their corpora live in testdata/fuzz)
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=30s ./config/

@@ -116,6 +116,11 @@ type Agent struct {
 	// opMu is held by whatever changes `current` or the app process: a
 	// job, or the re-adoption at start-up, so they never interleave.
 	opMu sync.Mutex
+	// adopted is closed once Run has re-adopted (or started) the app, so
+	// an inventory asked for during start-up describes the adopted app
+	// rather than a not-yet-running one.
+	adopted     chan struct{}
+	adoptedOnce sync.Once
 
 	// maintMu serializes hide and unhide; regMu serializes registrations
 	// and guards lastReg, the last registration sent to Consul.
@@ -158,7 +163,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, layout: layout{root: cfg.DataDir}, reg: cfg.Registry}
+	a := &Agent{cfg: cfg, log: cfg.Logger, layout: layout{root: cfg.DataDir}, reg: cfg.Registry, adopted: make(chan struct{})}
 	if err := a.layout.prepare(); err != nil {
 		return nil, err
 	}
@@ -239,6 +244,7 @@ func (a *Agent) reconcileDisk() error {
 // stops the app only when StopWithAgent is set.
 func (a *Agent) Run(ctx context.Context) error {
 	a.readopt(ctx)
+	a.adoptedOnce.Do(func() { close(a.adopted) })
 	t := time.NewTicker(reconcileEvery)
 	defer t.Stop()
 	failing := false

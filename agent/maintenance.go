@@ -93,6 +93,10 @@ func (a *Agent) setHidden(ctx context.Context, gen uint64, hidden bool) (Mainten
 // Inventory reports what is installed and running, probing the app's
 // health and reading Consul for this answer.
 func (a *Agent) Inventory(ctx context.Context) Inventory {
+	select {
+	case <-a.adopted:
+	case <-ctx.Done():
+	}
 	a.mu.Lock()
 	st := a.st.clone()
 	a.mu.Unlock()

@@ -203,7 +203,19 @@ func (r *Reconciler) Watch(ctx context.Context, c *consulapi.Client) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		pool.WatchState(ctx, c, r.cfg.Service, r.SetState, r.ConsulError)
+		pool.WatchState(ctx, c, r.cfg.Service, func(v pool.StateView) {
+			// A leader unhides the target pool and then publishes the state.
+			// The instance watch may not have caught up with the last unhide
+			// yet, so read the instances afresh before acting on a new state:
+			// otherwise the LB applies a partial set and then the full one
+			// (two reloads or VCL compiles per switch instead of one).
+			if v.Exists && v.Err == nil {
+				if in, err := pool.ReadInstances(ctx, c, r.cfg.Service); err == nil {
+					r.SetInstances(in)
+				}
+			}
+			r.SetState(v)
+		}, r.ConsulError)
 	}()
 	go func() {
 		defer wg.Done()

@@ -32,6 +32,7 @@ func watch[T any](ctx context.Context, fetch fetchFunc[T], emit func(T), onErr f
 	backoff := time.Duration(0)
 	first := true
 	for ctx.Err() == nil {
+		start := time.Now()
 		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: blockFor}).WithContext(ctx)
 		v, newIndex, err := fetch(ctx, q)
 		switch {
@@ -58,7 +59,10 @@ func watch[T any](ctx context.Context, fetch fetchFunc[T], emit func(T), onErr f
 			first = false
 			emit(v)
 		}
-		if !sleep(ctx, minPause+jitter(minPause)) {
+		// The pause keeps at least minPause between the starts of two
+		// queries. A query that blocked for a while already waited; pausing
+		// after it would only delay noticing the next change of a burst.
+		if !sleep(ctx, minPause+jitter(minPause)-time.Since(start)) {
 			return
 		}
 	}
@@ -71,8 +75,12 @@ func jitter(d time.Duration) time.Duration {
 	return rand.N(d/2 + 1)
 }
 
-// sleep waits d or until ctx ends, and reports whether ctx is still live.
+// sleep waits d (nothing when d <= 0) or until ctx ends, and reports
+// whether ctx is still live.
 func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
