@@ -140,7 +140,7 @@ func TestBenchLBSwitch(t *testing.T) {
 			func() lbTarget { return startCTLB(t, b.e, ctBin) }},
 		{"cyclerd lb, nginx dynamic", "lua_shared_dict set through the admin location; no reload", func() lbTarget { return cyclerdTarget(startNginxLB(t, b.e, "bench-dynamic", "dynamic")) }},
 		{"cyclerd lb, nginx reload", "upstream include, `nginx -t`, `nginx -s reload`, wait for the new set", func() lbTarget { return cyclerdTarget(startNginxLB(t, b.e, "bench-reload", "reload")) }},
-		{"cyclerd lb, varnish", "vcl.load + vcl.use through the CLI protocol, then a ban", func() lbTarget { return cyclerdTarget(startVarnishLB(t, b.e, "bench-varnish")) }},
+		{"cyclerd lb, varnish", "admin health flip between pools already in the loaded VCL (a vcl.load only when a backend is new), generation markers, then a ban", func() lbTarget { return cyclerdTarget(startVarnishLB(t, b.e, "bench-varnish")) }},
 	}
 	for _, r := range rows {
 		rep.Rows = append(rep.Rows, b.runRow(r.name, r.how, r.start))

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -58,7 +57,7 @@ type Options struct {
 	// BanOnSwitch, when nil or true (the default), starts every generation
 	// with an empty cache, so an object cached from the previous live pool
 	// is never served after a switch: the generation is part of every
-	// object's hash, and after vcl.use of a new generation the driver bans
+	// object's hash, and after a switch to a new generation the driver bans
 	// every cached object (ban obj.status != 0). Set it to false only when
 	// every pool serves the same content for a URL. See the package doc.
 	BanOnSwitch *bool
@@ -111,8 +110,8 @@ func (o Options) validate() error {
 // bans reports whether BanOnSwitch is on (nil means on).
 func (o Options) bans() bool { return o.BanOnSwitch == nil || *o.BanOnSwitch }
 
-// Driver applies backend sets to one varnishd by loading a new VCL per
-// switch. One Driver owns the VCLs named cycler_* on its varnishd.
+// Driver applies backend sets to one varnishd: by admin health when the
+// active VCL holds every backend, else by loading a new VCL. One Driver owns the VCLs named cycler_* on its varnishd.
 type Driver struct {
 	opts Options
 	log  *zap.Logger
@@ -140,18 +139,23 @@ func New(opts Options) (*Driver, error) {
 // Name implements lbdrivers.Driver.
 func (d *Driver) Name() string { return "varnish" }
 
-// Apply renders a VCL for gen and backends, loads it (vcl.load), makes it
-// active (vcl.use), checks the read-back, and discards old cycler VCLs beyond
-// KeepVCLs. It refuses an empty or invalid set, and a generation older than
-// the active VCL's (ErrStaleGeneration). A VCL varnishd refuses leaves the
-// active one in place. Applying the active generation and set again loads
-// nothing.
+// Apply switches varnishd to gen and backends and checks the read-back.
+// When every backend is already in the active VCL, it flips admin health
+// and the generation markers and loads nothing; otherwise it loads a VCL
+// with backends and the live ones before (vcl.load, health set on it,
+// vcl.use) and discards old cycler VCLs beyond KeepVCLs. It refuses an
+// empty or invalid set, a generation above MaxGeneration, and one older
+// than varnish's (ErrStaleGeneration). A VCL varnishd refuses leaves the
+// active one in place. Applying the active generation and set again
+// changes nothing.
 func (d *Driver) Apply(ctx context.Context, gen uint64, backends []lbdrivers.Backend) error {
 	sorted, err := checkSet(backends)
+	if err == nil && gen > MaxGeneration {
+		err = fmt.Errorf("generation %d is above the driver's limit of %d", gen, uint64(MaxGeneration))
+	}
 	if err != nil {
 		return fmt.Errorf("varnish driver: apply generation %d: %w", gen, err)
 	}
-	src := renderVCL(d.opts, gen, sorted)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	start := time.Now()
@@ -160,89 +164,180 @@ func (d *Driver) Apply(ctx context.Context, gen uint64, backends []lbdrivers.Bac
 		return fmt.Errorf("varnish driver: apply generation %d: %w", gen, err)
 	}
 	defer c.Close()
-	name, changed, banned, err := d.apply(c, gen, sorted, src)
+	name, how, banned, err := d.apply(c, gen, sorted)
 	if err != nil {
 		return fmt.Errorf("varnish driver: apply generation %d: %w", gen, err)
 	}
-	if err := d.discardOld(c); err != nil {
-		// The switch itself succeeded; old VCLs only cost memory.
-		d.log.Warn("discard old VCLs", zap.Error(err))
+	if how == switchLoad {
+		if err := d.discardOld(c); err != nil {
+			// The switch itself succeeded; old VCLs only cost memory.
+			d.log.Warn("discard old VCLs", zap.Error(err))
+		}
 	}
 	d.log.Info("backend set applied", zap.Uint64("generation", gen), zap.String("vcl", name),
-		zap.Int("backends", len(sorted)), zap.Bool("changed", changed), zap.Bool("cache_banned", banned),
-		zap.Duration("took", time.Since(start)))
+		zap.Int("backends", len(sorted)), zap.Bool("changed", how != switchNone), zap.String("switch", how),
+		zap.Bool("cache_banned", banned), zap.Duration("took", time.Since(start)))
 	return nil
 }
 
+// How Apply switched, as logged.
+const (
+	switchNone = "none" // already applied
+	switchFlip = "flip" // admin health and markers on the active VCL
+	switchLoad = "load" // a new VCL
+)
+
 // apply does the switch on an open CLI connection and returns the active
-// VCL's name, whether a new one was loaded and whether the cache was banned.
-func (d *Driver) apply(c *cli, gen uint64, sorted []lbdrivers.Backend, src []byte) (string, bool, bool, error) {
-	vcls, err := listVCLs(c)
-	if err != nil {
-		return "", false, false, err
+// VCL's name, how it switched and whether the cache was banned.
+func (d *Driver) apply(c *cli, gen uint64, sorted []lbdrivers.Backend) (string, string, bool, error) {
+	st, fromCycler, err := readState(c)
+	if errors.Is(err, ErrReadBack) {
+		// The active cycler VCL or its health is not what cyclerd left
+		// (edited by hand): fall back to the generation in its name for
+		// the stale check and replace it with a load, as long as that
+		// holds.
+		d.log.Warn("active VCL unreadable, loading a new one", zap.Error(err))
+		if st.vcls, err = listVCLs(c); err != nil {
+			return "", "", false, err
+		}
+		st.vcl, fromCycler = activeCycler(st.vcls)
+		if fromCycler && st.vcl.gen > gen {
+			return "", "", false, fmt.Errorf("%w: active VCL %s, offered %d", ErrStaleGeneration, st.vcl, gen)
+		}
+		fromCycler = false // nothing of it is carried over
+	} else if err != nil {
+		return "", "", false, err
 	}
-	active, fromCycler := activeCycler(vcls)
+	live := liveNames(sorted)
+	genChanged := !fromCycler || st.gen != gen
+	how := switchLoad
 	if fromCycler {
-		if active.gen > gen {
-			return "", false, false, fmt.Errorf("%w: active VCL %s, offered %d", ErrStaleGeneration, active, gen)
+		if st.gen > gen {
+			return "", "", false, fmt.Errorf("%w: varnish serves generation %d (VCL %s), offered %d", ErrStaleGeneration, st.gen, st.vcl, gen)
 		}
-		if active.gen == gen {
-			cur, err := c.do("vcl.show", active.String())
-			if err != nil {
-				return "", false, false, err
-			}
-			if cur == string(src) {
-				return active.String(), false, false, nil
+		if d.canFlip(st, live) {
+			how = switchFlip
+			if !genChanged && slices.Equal(st.live(), sorted) {
+				return st.vcl.String(), switchNone, false, nil
 			}
 		}
 	}
-	name := nextName(vcls, gen)
-	path := filepath.Join(d.opts.VCLDir, name.String()+".vcl")
-	if err := os.MkdirAll(d.opts.VCLDir, 0o755); err != nil {
-		return "", false, false, err
-	}
-	if err := writeAtomic(path, src); err != nil {
-		return "", false, false, err
-	}
-	if _, err := c.do("vcl.load", name.String(), path); err != nil {
-		_ = os.Remove(path)
-		return "", false, false, fmt.Errorf("new VCL refused, the active one is kept: %w", err)
-	}
-	if _, err := c.do("vcl.use", name.String()); err != nil {
-		if _, derr := c.do("vcl.discard", name.String()); derr == nil {
-			_ = os.Remove(path)
+	name := st.vcl.String()
+	if how == switchFlip {
+		if err := d.flip(c, st, gen, live); err != nil {
+			return "", "", false, err
 		}
-		return "", false, false, fmt.Errorf("activate VCL: %w", err)
+	} else {
+		var prev []lbdrivers.Backend
+		if fromCycler {
+			prev = st.live()
+		}
+		if name, err = d.load(c, st.vcls, gen, union(sorted, prev), live); err != nil {
+			return "", "", false, err
+		}
 	}
-	// The ban comes after vcl.use: banned before it, a miss still routed
-	// by the old VCL could cache an old-pool object after the ban. A load
-	// within the same generation (an instance left the live pool) keeps
-	// the cache, whose objects all came from the live pool.
+	// The ban frees the memory of the old generations' objects; the hash
+	// already keeps them from being served. A new VCL or a flip within one
+	// generation (an instance left the live pool) keeps the cache, whose
+	// objects all came from the live pool.
 	banned := false
-	if d.opts.bans() && (!fromCycler || active.gen != gen) {
+	if d.opts.bans() && genChanged {
 		_, err := c.do("ban", "obj.status", "!=", "0")
 		if err != nil {
-			// The new VCL hashes by generation, so no old object can be
-			// served anyway; the ban frees their memory early. The switch
-			// stands, as a failed discard of old VCLs would.
+			// The switch stands, as a failed discard of old VCLs would.
 			d.log.Warn("ban objects cached under earlier generations", zap.Uint64("generation", gen), zap.Error(err))
 		}
 		banned = err == nil
 	}
-	g, got, err := readBack(c)
+	got, _, err := readState(c)
 	if err != nil {
-		return "", false, false, err
+		return "", "", false, err
 	}
-	if g != gen || !slices.Equal(got, sorted) {
-		return "", false, false, fmt.Errorf("%w: varnish serves generation %d %v after loading %d %v", ErrReadBack, g, got, gen, sorted)
+	if got.gen != gen || !slices.Equal(got.live(), sorted) {
+		return "", "", false, fmt.Errorf("%w: varnish serves generation %d %v after applying %d %v", ErrReadBack, got.gen, got.live(), gen, sorted)
 	}
-	return name.String(), true, banned, nil
+	return name, how, banned, nil
 }
 
-// Applied reads the generation and set back from varnishd: the active VCL's
-// name gives the generation, backend.list -j the backends it holds, and
-// vcl.show their addresses. When the active VCL is not a cycler VCL (before
-// the first Apply) it returns generation 0 and no backends.
+// canFlip reports whether st's VCL can take live by admin health alone: it
+// has markers, holds every backend of live, and is what the current
+// options render (else a reload picks up new options).
+func (d *Driver) canFlip(st state, live map[string]bool) bool {
+	if st.legacy {
+		return false
+	}
+	all := make([]lbdrivers.Backend, 0, len(st.defs))
+	for n := range live {
+		if _, ok := st.defs[n]; !ok {
+			return false
+		}
+	}
+	for _, b := range st.defs {
+		all = append(all, b)
+	}
+	return string(renderVCL(d.opts, lbdrivers.Sorted(all))) == st.src
+}
+
+// flip switches the active VCL by admin health: backends first (live
+// before hidden), then the generation. Between the two, requests still
+// hash with the old generation but fetch from the new pool, so no object
+// of the new generation can come from the old pool.
+func (d *Driver) flip(c *cli, st state, gen uint64, live map[string]bool) error {
+	if err := d.setBackends(c, st.vcl.String(), st.admin, st.defs, live); err != nil {
+		return fmt.Errorf("set admin health: %w", err)
+	}
+	if st.gen == gen {
+		return nil
+	}
+	if err := setGeneration(c, st.vcl.String(), st.admin, gen); err != nil {
+		return fmt.Errorf("set generation markers: %w", err)
+	}
+	return nil
+}
+
+// load loads a VCL holding all, sets its admin health (live, the others
+// sick) and generation markers while it is not active yet, and makes it
+// active. It returns the new VCL's name.
+func (d *Driver) load(c *cli, vcls []vclEntry, gen uint64, all []lbdrivers.Backend, live map[string]bool) (string, error) {
+	name := nextName(vcls, gen).String()
+	path := filepath.Join(d.opts.VCLDir, name+".vcl")
+	if err := os.MkdirAll(d.opts.VCLDir, 0o755); err != nil {
+		return "", err
+	}
+	if err := writeAtomic(path, renderVCL(d.opts, all)); err != nil {
+		return "", err
+	}
+	if _, err := c.do("vcl.load", name, path); err != nil {
+		_ = os.Remove(path)
+		return "", fmt.Errorf("new VCL refused, the active one is kept: %w", err)
+	}
+	defs := make(map[string]lbdrivers.Backend, len(all))
+	for _, b := range all {
+		defs[backendName(b)] = b
+	}
+	// Health is set before vcl.use, so the new VCL never goes live with a
+	// hidden backend healthy or a wrong generation.
+	err := d.setBackends(c, name, nil, defs, live)
+	if err == nil {
+		err = setGeneration(c, name, nil, gen)
+	}
+	if err == nil {
+		_, err = c.do("vcl.use", name)
+	}
+	if err != nil {
+		if _, derr := c.do("vcl.discard", name); derr == nil {
+			_ = os.Remove(path)
+		}
+		return "", fmt.Errorf("activate VCL %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// Applied reads the generation and set back from varnishd: the generation
+// markers' admin health gives the generation, vcl.show the active VCL's
+// backends and backend.list -j which of them take traffic. When the active
+// VCL is not a cycler VCL (before the first Apply) it returns generation 0
+// and no backends.
 func (d *Driver) Applied(ctx context.Context) (uint64, []lbdrivers.Backend, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -251,11 +346,14 @@ func (d *Driver) Applied(ctx context.Context) (uint64, []lbdrivers.Backend, erro
 		return 0, nil, fmt.Errorf("varnish driver: read back: %w", err)
 	}
 	defer c.Close()
-	gen, backends, err := readBack(c)
+	st, ok, err := readState(c)
 	if err != nil {
 		return 0, nil, fmt.Errorf("varnish driver: read back: %w", err)
 	}
-	return gen, backends, nil
+	if !ok {
+		return 0, nil, nil
+	}
+	return st.gen, st.live(), nil
 }
 
 // vclEntry is one element of `vcl.list -j`.
@@ -317,59 +415,6 @@ func nextName(vcls []vclEntry, gen uint64) vclName {
 		}
 	}
 	return next
-}
-
-// readBack reports the active cycler VCL's generation and backends.
-func readBack(c *cli) (uint64, []lbdrivers.Backend, error) {
-	vcls, err := listVCLs(c)
-	if err != nil {
-		return 0, nil, err
-	}
-	active, ok := activeCycler(vcls)
-	if !ok {
-		return 0, nil, nil
-	}
-	src, err := c.do("vcl.show", active.String())
-	if err != nil {
-		return 0, nil, err
-	}
-	gen, defs, err := parseVCL(src)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%w: VCL %s: %v", ErrReadBack, active, err)
-	}
-	if gen != active.gen {
-		return 0, nil, fmt.Errorf("%w: VCL %s records generation %d", ErrReadBack, active, gen)
-	}
-	out, err := c.do("backend.list", "-j", active.String()+".*")
-	if err != nil {
-		return 0, nil, err
-	}
-	items, err := jsonItems(out)
-	if err != nil || len(items) != 1 {
-		return 0, nil, fmt.Errorf("parse backend.list -j: %v (%d items)", err, len(items))
-	}
-	var listed map[string]struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(items[0], &listed); err != nil {
-		return 0, nil, fmt.Errorf("parse backend.list -j: %w", err)
-	}
-	var backends []lbdrivers.Backend
-	for full, b := range listed {
-		if b.Type != "backend" {
-			continue // the director
-		}
-		name := strings.TrimPrefix(full, active.String()+".")
-		def, ok := defs[name]
-		if !ok {
-			return 0, nil, fmt.Errorf("%w: varnish lists backend %s that VCL %s does not define", ErrReadBack, full, active)
-		}
-		backends = append(backends, def)
-	}
-	if len(backends) != len(defs) {
-		return 0, nil, fmt.Errorf("%w: VCL %s defines %d backends, varnish lists %d", ErrReadBack, active, len(defs), len(backends))
-	}
-	return gen, lbdrivers.Sorted(backends), nil
 }
 
 // discardOld discards loaded cycler VCLs beyond the newest KeepVCLs, never

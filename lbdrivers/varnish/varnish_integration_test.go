@@ -169,7 +169,8 @@ func TestVarnishSwitch(t *testing.T) {
 		t.Fatalf("idempotent Apply logged changed=%v", changed)
 	}
 
-	// More switches: at most KeepVCLs cycler VCLs stay loaded, and files.
+	// Flips between the pools already loaded compile nothing: the VCL of
+	// generation 2 holds blue and green, admin health picks the live pool.
 	for gen := uint64(3); gen <= 5; gen++ {
 		set := blue
 		if gen%2 == 0 {
@@ -178,14 +179,17 @@ func TestVarnishSwitch(t *testing.T) {
 		if err := d.Apply(stepCtx(t), gen, set); err != nil {
 			t.Fatal(err)
 		}
+		requireOnly(t, url, 4, set)
+		requireApplied(t, d, gen, set)
+		if got, activeNow := cyclerVCLs(t, v); !slices.Equal(got, after) || activeNow != activeAfter {
+			t.Fatalf("flip to generation %d loaded a VCL: %v (%s), want still %v (%s)", gen, got, activeNow, after, activeAfter)
+		}
+		if last := logs.FilterMessage("backend set applied").All(); last[len(last)-1].ContextMap()["switch"] != "flip" {
+			t.Fatalf("generation %d: logged %v, want switch=flip", gen, last[len(last)-1].ContextMap())
+		}
 	}
-	names, active := cyclerVCLs(t, v)
-	if len(names) > opts.KeepVCLs || active != "cycler_5_1" {
-		t.Fatalf("after 5 switches: cycler VCLs %v, active %s; want at most %d, active cycler_5_1 (warnings: %v)", names, active, opts.KeepVCLs, logs.FilterMessage("discard old VCLs").All())
-	}
-	files, _ := filepath.Glob(filepath.Join(opts.VCLDir, "cycler_*.vcl"))
-	if len(files) != len(names) {
-		t.Fatalf("VCL files %v do not match the loaded VCLs %v", files, names)
+	if status, _, body := get(t, v.URL()+varnish.GenerationPath); status != 200 || body != "5" {
+		t.Fatalf("generation path after flips: %d %q, want 200 \"5\"", status, body)
 	}
 	requireOnly(t, url, 8, blue)
 	requireApplied(t, d, 5, blue)
@@ -226,21 +230,73 @@ func TestVarnishSwitch(t *testing.T) {
 	}
 	requireOnly(t, url, 8, blue)
 	requireApplied(t, d, 5, blue)
-	if _, active := cyclerVCLs(t, v); active != "cycler_5_1" {
-		t.Fatalf("active VCL %s after refused applies, want cycler_5_1", active)
+	if _, active := cyclerVCLs(t, v); active != "cycler_2_1" {
+		t.Fatalf("active VCL %s after refused applies, want cycler_2_1", active)
 	}
 
-	// A set that changes within a generation loads cycler_<gen>_2.
+	// A set that shrinks within a generation is a flip too.
 	if err := d.Apply(stepCtx(t), 5, blue[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if _, active := cyclerVCLs(t, v); active != "cycler_5_2" {
-		t.Fatalf("active VCL %s, want cycler_5_2", active)
+	if _, active := cyclerVCLs(t, v); active != "cycler_2_1" {
+		t.Fatalf("active VCL %s, want cycler_2_1", active)
 	}
 	requireOnly(t, url, 4, blue[:1])
+	requireApplied(t, d, 5, blue[:1])
 	if status, _, body := get(t, v.URL()+varnish.GenerationPath); status != 200 || body != strconv.Itoa(5) {
 		t.Fatalf("generation path: %d %q, want 200 \"5\"", status, body)
 	}
+
+	// A backend the VCL does not hold needs a new VCL: the new set and the
+	// live one before it, so that the next flip back compiles nothing. At
+	// most KeepVCLs cycler VCLs stay loaded, with their files.
+	blue3 := startApps(t, pool.Blue, "web-blue-3")
+	if err := d.Apply(stepCtx(t), 6, blue3); err != nil {
+		t.Fatal(err)
+	}
+	requireOnly(t, url, 4, blue3)
+	requireApplied(t, d, 6, blue3)
+	names, active := cyclerVCLs(t, v)
+	if len(names) > opts.KeepVCLs || active != "cycler_6_1" {
+		t.Fatalf("after a new backend: cycler VCLs %v, active %s; want at most %d, active cycler_6_1 (warnings: %v)", names, active, opts.KeepVCLs, logs.FilterMessage("discard old VCLs").All())
+	}
+	files, _ := filepath.Glob(filepath.Join(opts.VCLDir, "cycler_*.vcl"))
+	if len(files) != len(names) {
+		t.Fatalf("VCL files %v do not match the loaded VCLs %v", files, names)
+	}
+	if err := d.Apply(stepCtx(t), 7, blue[:1]); err != nil {
+		t.Fatal(err)
+	}
+	requireOnly(t, url, 4, blue[:1])
+	requireApplied(t, d, 7, blue[:1])
+	if _, active := cyclerVCLs(t, v); active != "cycler_6_1" {
+		t.Fatalf("flip back to the previous set: active VCL %s, want cycler_6_1", active)
+	}
+
+	// A cycler VCL not rendered by cyclerd (edited by hand) cannot be read
+	// back; Apply still refuses a generation older than its name's and
+	// replaces it with a load.
+	manual := filepath.Join(dir, "manual.vcl")
+	src := "vcl 4.1;\nbackend x { .host = \"" + blue[0].Address + "\"; .port = \"" + strconv.Itoa(blue[0].Port) + "\"; }\n"
+	if err := os.WriteFile(manual, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"vcl.load", "cycler_9_1", manual}, {"vcl.use", "cycler_9_1"}} {
+		if out, err := v.Adm(stepCtx(t), cmd...); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, out)
+		}
+	}
+	if _, _, err := d.Applied(stepCtx(t)); !errors.Is(err, varnish.ErrReadBack) {
+		t.Fatalf("Applied of a hand-made VCL: err %v, want ErrReadBack", err)
+	}
+	if err := d.Apply(stepCtx(t), 8, green); !errors.Is(err, varnish.ErrStaleGeneration) {
+		t.Fatalf("Apply(8) under cycler_9_1: err %v, want ErrStaleGeneration", err)
+	}
+	if err := d.Apply(stepCtx(t), 10, green); err != nil {
+		t.Fatal(err)
+	}
+	requireOnly(t, url, 8, green)
+	requireApplied(t, d, 10, green)
 }
 
 // cachedGet GETs url and returns the answering instance and whether
@@ -317,6 +373,105 @@ func TestVarnishBanOnSwitch(t *testing.T) {
 			if !tt.wantNew && (!hit || got != first || banned) {
 				t.Fatalf("after the switch with ban_on_switch off: %q (hit %v), ban issued %v; want the cached %q and no ban", got, hit, banned, first)
 			}
+
+			// Back to blue: a flip by admin health, no new VCL. The green
+			// object cached under generation 2 must not be served.
+			before, _ := cyclerVCLs(t, v)
+			if err := d.Apply(stepCtx(t), 3, blue); err != nil {
+				t.Fatal(err)
+			}
+			if after, _ := cyclerVCLs(t, v); !slices.Equal(before, after) {
+				t.Fatalf("flip back loaded a VCL: %v -> %v", before, after)
+			}
+			got, hit = cachedGet(t, url)
+			if tt.wantNew && (hit || !strings.HasPrefix(got, "web-blue-")) {
+				t.Fatalf("after the flip back to blue: %q (hit %v); want a blue answer from the backend", got, hit)
+			}
+			if !tt.wantNew && (!hit || got != first) {
+				t.Fatalf("after the flip back with ban_on_switch off: %q (hit %v); want the cached %q", got, hit, first)
+			}
 		})
 	}
+}
+
+// TestVarnishFlipsNeverEmpty sends requests without pause while the pools
+// flip back and forth by admin health: every answer must be a 200 from a
+// backend (live first, hidden after, so there is always a healthy one), and
+// no flip may load a VCL.
+func TestVarnishFlipsNeverEmpty(t *testing.T) {
+	blue := startApps(t, pool.Blue, "web-blue-1", "web-blue-2")
+	green := startApps(t, pool.Green, "web-green-1", "web-green-2")
+	v := harness.StartVarnish(t, harness.VarnishOptions{})
+	dir := t.TempDir()
+	site := filepath.Join(dir, "site.vcl")
+	if err := os.WriteFile(site, []byte("sub vcl_recv {\n    return (pass);\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := varnish.New(varnish.Options{AdminAddr: v.AdminAddr, SecretFile: v.SecretFile, VCLDir: filepath.Join(dir, "vcl"), Include: site})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Apply(stepCtx(t), 1, blue); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Apply(stepCtx(t), 2, green); err != nil {
+		t.Fatal(err)
+	}
+	loaded, active := cyclerVCLs(t, v)
+
+	stop := make(chan struct{})
+	type result struct{ ok, failed int }
+	done := make(chan result)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 2 {
+		go func() {
+			var r result
+			for {
+				select {
+				case <-stop:
+					done <- r
+					return
+				default:
+				}
+				resp, err := client.Get(v.URL() + "/")
+				if err != nil {
+					r.failed++
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					r.ok++
+				} else {
+					r.failed++
+				}
+			}
+		}()
+	}
+	var applyErr error
+	for gen := uint64(3); gen <= 42 && applyErr == nil; gen++ {
+		set := blue
+		if gen%2 == 0 {
+			set = green
+		}
+		applyErr = d.Apply(stepCtx(t), gen, set)
+	}
+	close(stop)
+	total := result{}
+	for range 2 {
+		r := <-done
+		total.ok += r.ok
+		total.failed += r.failed
+	}
+	if applyErr != nil {
+		t.Fatal(applyErr)
+	}
+	if total.failed != 0 || total.ok == 0 {
+		t.Fatalf("during 40 flips: %d answers of 200, %d failures; want no failure", total.ok, total.failed)
+	}
+	if after, activeAfter := cyclerVCLs(t, v); !slices.Equal(after, loaded) || activeAfter != active {
+		t.Fatalf("flips loaded VCLs: %v (%s) -> %v (%s)", loaded, active, after, activeAfter)
+	}
+	requireApplied(t, d, 42, green)
+	t.Logf("%d requests answered during 40 flips", total.ok)
 }

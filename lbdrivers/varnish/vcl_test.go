@@ -70,20 +70,20 @@ func TestRenderVCLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			src := renderVCL(tt.give, 42, sorted)
+			src := renderVCL(tt.give, sorted)
 			checkGolden(t, tt.golden, src)
 
 			// What the driver renders, it can read back.
-			gen, defs, err := parseVCL(string(src))
+			info, err := parseVCL(string(src))
 			if err != nil {
 				t.Fatal(err)
 			}
 			var got []lbdrivers.Backend
-			for _, b := range defs {
+			for _, b := range info.defs {
 				got = append(got, b)
 			}
-			if gen != 42 || !slices.Equal(lbdrivers.Sorted(got), sorted) {
-				t.Errorf("parseVCL = %d %v, want 42 %v", gen, lbdrivers.Sorted(got), sorted)
+			if info.legacy || !slices.Equal(lbdrivers.Sorted(got), sorted) {
+				t.Errorf("parseVCL = legacy %v %v, want %v", info.legacy, lbdrivers.Sorted(got), sorted)
 			}
 		})
 	}
@@ -94,13 +94,19 @@ func TestParseVCLRefusesEdits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := string(renderVCL(goldenOptions(), 3, sorted))
+	src := string(renderVCL(goldenOptions(), sorted))
 	edited := strings.Replace(src, `"8080"`, `"8081"`, 1)
-	if _, _, err := parseVCL(edited); err == nil {
+	if _, err := parseVCL(edited); err == nil {
 		t.Error("parseVCL accepted a backend whose address no longer matches its name")
 	}
-	if _, _, err := parseVCL("vcl 4.1;\nbackend default { .host = \"x\"; }\n"); err == nil {
+	if _, err := parseVCL("vcl 4.1;\nbackend default { .host = \"x\"; }\n"); err == nil {
 		t.Error("parseVCL accepted a VCL cyclerd did not render")
+	}
+	// A VCL of an older cyclerd, with the generation compiled in, is read
+	// as legacy so that the next Apply replaces it.
+	legacy := "vcl 4.1;\n# cycler-generation 7\n\n# id a\nbackend b_x {\n"
+	if info, err := parseVCL(legacy); err != nil || !info.legacy || info.legacyGen != 7 {
+		t.Errorf("parseVCL(legacy) = %+v, %v; want legacy generation 7", info, err)
 	}
 }
 
@@ -239,7 +245,7 @@ func TestRenderedVCLCompiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "cycler_1_1.vcl")
-	if err := os.WriteFile(path, renderVCL(o, 1, sorted), 0o644); err != nil {
+	if err := os.WriteFile(path, renderVCL(o, sorted), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
