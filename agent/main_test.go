@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cyclerhq/cycler/integration/harness"
 	"github.com/cyclerhq/cycler/pkgfile"
 	"github.com/cyclerhq/cycler/pkgfile/pkgtest"
 )
@@ -257,7 +258,7 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	e := &testEnv{t: t, dir: t.TempDir(), port: freePort(t), src: newFakeSource("fake server"), reg: newFakeRegistry()}
+	e := &testEnv{t: t, dir: t.TempDir(), port: harness.FreePort(t), src: newFakeSource("fake server"), reg: newFakeRegistry()}
 	e.cfg = Config{
 		DataDir: e.dir, Service: "web", Pool: "blue", Instance: "web-blue-1", Node: "host-1",
 		Address: "127.0.0.1", Port: e.port, KeepReleases: 2,
@@ -311,16 +312,6 @@ func (e *testEnv) wantServing(version string) {
 	if err != nil || got != version {
 		e.t.Fatalf("app answers %q, %v; want %q", got, err, version)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // waitUntil polls cond until it holds or 10s pass.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -18,22 +19,40 @@ const (
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: it binds
-// 127.0.0.1:0, reads the port the kernel chose and closes the listener. Another
-// process can take the port before the caller binds it; the kernel hands out
-// ephemeral ports in sequence, so this race is rare, and a component that loses it
+// 127.0.0.1:0, reads the port the kernel chose and closes the listener. It never
+// returns the same port twice in one process: the kernel may hand a just-closed
+// port out again at once, and two components of one test (Consul's HTTP and
+// server ports, say) must not be given the same one. Another process can still
+// take the port before the caller binds it; a component that loses that race
 // fails to start with "address already in use" in its log.
 func FreePort(t T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("harness: find a free port: %v", err)
+	for range 1000 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("harness: find a free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		if err := ln.Close(); err != nil {
+			t.Fatalf("harness: release port %d: %v", port, err)
+		}
+		portsMu.Lock()
+		fresh := !portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if fresh {
+			return port
+		}
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatalf("harness: release port %d: %v", port, err)
-	}
-	return port
+	t.Fatalf("harness: the kernel kept returning ports this process already used")
+	return 0
 }
+
+// portsGiven holds every port FreePort has returned in this process.
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // WaitFor calls fn until it returns nil or ctx ends, sleeping a short, growing
 // interval between calls. ctx carries the deadline. On timeout the error names what
