@@ -31,11 +31,7 @@ func agentOverrides(c *config.Agent) []override {
 // keeps the app instance registered in Consul, and registers itself as
 // cyclerd-agent with its API address so servers can find it.
 func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := parseRoleFlags("agent", args, stderr, config.LoadAgent, agentOverrides)
-	if err != nil {
-		return err
-	}
-	base, err := newLogger(cfg.Log, stderr)
+	cfg, base, err := startRole("agent", args, stderr, config.LoadAgent, agentOverrides, func(c *config.Agent) config.Log { return c.Log })
 	if err != nil {
 		return err
 	}

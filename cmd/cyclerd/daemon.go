@@ -30,9 +30,28 @@ type override struct {
 	apply func(v string)
 }
 
-// parseRoleFlags parses args for a role: -config plus the overrides. The
-// flags the user set are applied between parsing and validation, so that
-// problems from the file and from flags are all reported together.
+// startRole parses args for a role (-config plus the overrides) and builds
+// the process logger from the result's log block. The flags the user set are
+// applied between parsing and validation, so that problems from the file and
+// from flags are all reported together. The caller syncs the logger.
+func startRole[C roleConfig](role string, args []string, stderr io.Writer,
+	load func(path string, overrides ...func(C)) (C, error), overrides func(C) []override,
+	logOf func(C) config.Log) (C, *zap.Logger, error) {
+	cfg, err := parseRoleFlags(role, args, stderr, load, overrides)
+	if err != nil {
+		var zero C
+		return zero, nil, err
+	}
+	l := logOf(cfg)
+	log, err := logging.New(l.Format, l.Level, stderr)
+	if err != nil {
+		var zero C
+		return zero, nil, err
+	}
+	return cfg, log, nil
+}
+
+// parseRoleFlags is the parsing half of startRole.
 func parseRoleFlags[C roleConfig](role string, args []string, stderr io.Writer,
 	load func(path string, overrides ...func(C)) (C, error), overrides func(C) []override) (C, error) {
 	var zero C
@@ -99,11 +118,6 @@ func splitList(v string) []string {
 		}
 	}
 	return out
-}
-
-// newLogger builds the process logger from the log block.
-func newLogger(l config.Log, stderr io.Writer) (*zap.Logger, error) {
-	return logging.New(l.Format, l.Level, stderr)
 }
 
 // newAPI builds the API listener from the api block: tokens resolved from

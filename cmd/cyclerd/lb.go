@@ -40,11 +40,7 @@ func lbOverrides(c *config.LB) []override {
 // queries), serves GET /v1/lb/status, and registers in Consul as
 // cyclerd-lb.
 func runLB(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := parseRoleFlags("lb", args, stderr, config.LoadLB, lbOverrides)
-	if err != nil {
-		return err
-	}
-	base, err := newLogger(cfg.Log, stderr)
+	cfg, base, err := startRole("lb", args, stderr, config.LoadLB, lbOverrides, func(c *config.LB) config.Log { return c.Log })
 	if err != nil {
 		return err
 	}

@@ -43,11 +43,7 @@ func serverOverrides(c *config.Server) []override {
 // runServer runs `cyclerd server`: the Raft store, the API with forwarding,
 // joining an existing cluster when told to, and the Consul registration.
 func runServer(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := parseRoleFlags("server", args, stderr, config.LoadServer, serverOverrides)
-	if err != nil {
-		return err
-	}
-	base, err := newLogger(cfg.Log, stderr)
+	cfg, base, err := startRole("server", args, stderr, config.LoadServer, serverOverrides, func(c *config.Server) config.Log { return c.Log })
 	if err != nil {
 		return err
 	}
