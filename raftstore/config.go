@@ -13,8 +13,8 @@ import (
 const (
 	// TimingProduction suits real deployments on a LAN or loopback.
 	TimingProduction = "production"
-	// TimingFast uses 50 ms timeouts. It is meant for tests with the
-	// in-memory transport and would flap on a real network.
+	// TimingFast uses 200 ms timeouts. It is meant for tests on one machine
+	// (in-memory transport or loopback) and would flap on a real network.
 	TimingFast = "fast"
 )
 
@@ -119,10 +119,12 @@ func (c Config) raftConfig() *raft.Config {
 	rc.LocalID = raft.ServerID(c.NodeID)
 	switch c.Timing {
 	case TimingFast:
-		// The values raft's own test suite uses with the in-memory transport.
-		rc.HeartbeatTimeout = 50 * time.Millisecond
-		rc.ElectionTimeout = 50 * time.Millisecond
-		rc.LeaderLeaseTimeout = 50 * time.Millisecond
+		// raft's own tests use 50 ms, but with -race on a loaded 2-core CI
+		// machine a 50 ms lease made leaders step down mid-test. 200 ms
+		// still fails over in well under a second.
+		rc.HeartbeatTimeout = 200 * time.Millisecond
+		rc.ElectionTimeout = 200 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
 		rc.CommitTimeout = 5 * time.Millisecond
 	default:
 		// Failover budget: a follower notices a dead leader after

@@ -45,7 +45,7 @@ func TestTimingProfiles(t *testing.T) {
 	}{
 		{give: "", wantHeartbeat: 500 * time.Millisecond},
 		{give: TimingProduction, wantHeartbeat: 500 * time.Millisecond},
-		{give: TimingFast, wantHeartbeat: 50 * time.Millisecond},
+		{give: TimingFast, wantHeartbeat: 200 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
