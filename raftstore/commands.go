@@ -42,6 +42,7 @@ const (
 	FreezeCommand        CommandType = 6
 	PackageAddCommand    CommandType = 7
 	PackageDeleteCommand CommandType = 8
+	CyclePutCommand      CommandType = 9
 )
 
 // commandHandler applies one decoded command body to the state. It runs with
@@ -59,6 +60,7 @@ var commandHandlers = map[CommandType]commandHandler{
 	FreezeCommand:        applyFreeze,
 	PackageAddCommand:    applyPackageAdd,
 	PackageDeleteCommand: applyPackageDelete,
+	CyclePutCommand:      applyCyclePut,
 }
 
 // String implements fmt.Stringer for logs.
@@ -80,6 +82,8 @@ func (t CommandType) String() string {
 		return "package_add"
 	case PackageDeleteCommand:
 		return "package_delete"
+	case CyclePutCommand:
+		return "cycle_put"
 	}
 	return fmt.Sprintf("command_type(%d)", uint8(t))
 }

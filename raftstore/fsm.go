@@ -23,10 +23,19 @@ type fsm struct {
 	state        *State
 	appliedIndex uint64
 	appliedTerm  uint64
+	// changed is closed (and replaced) whenever the state changes, so
+	// watchers wake without polling; see Store.Changed.
+	changed chan struct{}
 }
 
 func newFSM(log *zap.Logger) *fsm {
-	return &fsm{log: log, state: NewState()}
+	return &fsm{log: log, state: NewState(), changed: make(chan struct{})}
+}
+
+// notifyLocked wakes every watcher. Callers hold mu for writing.
+func (f *fsm) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
 }
 
 // Apply implements raft.FSM. It must be deterministic: the same log gives the
@@ -57,6 +66,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	defer f.mu.Unlock()
 	resp := h(f.state, l.Data[1:])
 	f.setApplied(l)
+	f.notifyLocked()
 	return resp
 }
 
@@ -125,6 +135,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state = fresh
 	f.appliedIndex, f.appliedTerm = p.Index, p.Term
+	f.notifyLocked()
 	f.mu.Unlock()
 	return nil
 }

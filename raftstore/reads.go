@@ -101,3 +101,12 @@ func (s *Store) Freezes() []Freeze {
 	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
 	return out
 }
+
+// Changed returns a channel that is closed the next time the state changes
+// (a command applied or a snapshot restored). Take it before reading, then
+// read, then wait on it, so no change falls between the read and the wait.
+func (s *Store) Changed() <-chan struct{} {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return s.fsm.changed
+}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/cyclerhq/cycler/cycle"
 )
 
 // Pool names, as in the Consul contract.
@@ -82,7 +84,12 @@ type State struct {
 	// Packages maps a package digest ("sha256:<hex>") to its metadata. The
 	// blobs themselves live on each server's disk (package pkgstore).
 	Packages map[string]PackageMeta `json:"packages"`
-	Audit    AuditLog               `json:"audit"`
+	// Cycles maps a service to its cycles, oldest first; at most the last
+	// one is active. See CycleRetain.
+	Cycles map[string][]cycle.Cycle `json:"cycles"`
+	// CycleSeq maps a service to the number of its last cycle id.
+	CycleSeq map[string]uint64 `json:"cycle_seq"`
+	Audit    AuditLog          `json:"audit"`
 }
 
 // Freeze records who froze a service, when and why.
@@ -101,6 +108,8 @@ func NewState() *State {
 		Nodes:    map[string]NodeMeta{},
 		Freezes:  map[string]Freeze{},
 		Packages: map[string]PackageMeta{},
+		Cycles:   map[string][]cycle.Cycle{},
+		CycleSeq: map[string]uint64{},
 	}
 }
 
@@ -174,6 +183,8 @@ func (s *State) clone() *State {
 		Nodes:    make(map[string]NodeMeta, len(s.Nodes)),
 		Freezes:  make(map[string]Freeze, len(s.Freezes)),
 		Packages: make(map[string]PackageMeta, len(s.Packages)),
+		Cycles:   make(map[string][]cycle.Cycle, len(s.Cycles)),
+		CycleSeq: make(map[string]uint64, len(s.CycleSeq)),
 		Audit:    AuditLog{buf: s.Audit.entries(), lastSeq: s.Audit.lastSeq},
 	}
 	for k, v := range s.Services {
@@ -190,6 +201,16 @@ func (s *State) clone() *State {
 	}
 	for k, v := range s.Packages {
 		c.Packages[k] = v // no reference fields: a plain copy is deep
+	}
+	for k, v := range s.Cycles {
+		cs := make([]cycle.Cycle, len(v))
+		for i, cy := range v {
+			cs[i] = cy.Clone()
+		}
+		c.Cycles[k] = cs
+	}
+	for k, v := range s.CycleSeq {
+		c.CycleSeq[k] = v
 	}
 	return c
 }
@@ -243,6 +264,12 @@ func (s *State) check() error {
 	if s.Packages == nil {
 		s.Packages = map[string]PackageMeta{}
 	}
+	if s.Cycles == nil {
+		s.Cycles = map[string][]cycle.Cycle{}
+	}
+	if s.CycleSeq == nil {
+		s.CycleSeq = map[string]uint64{}
+	}
 	var errs []error
 	for k, v := range s.Services {
 		if k != v.Service {
@@ -268,6 +295,16 @@ func (s *State) check() error {
 		}
 		if err := v.validate(); err != nil {
 			errs = append(errs, fmt.Errorf("packages[%q]: %w", k, err))
+		}
+	}
+	for k, cs := range s.Cycles {
+		for i, c := range cs {
+			if c.Service != k {
+				errs = append(errs, fmt.Errorf("cycles[%q][%d]: service field is %q", k, i, c.Service))
+			}
+			if c.Active() && i != len(cs)-1 {
+				errs = append(errs, fmt.Errorf("cycles[%q][%d]: active cycle %s is not the newest", k, i, c.ID))
+			}
 		}
 	}
 	return errors.Join(errs...)
