@@ -26,6 +26,14 @@ type bodyTarget interface {
 	bodyTarget() (any, bool)
 }
 
+// defaulter is implemented by repeatable and optional blocks whose keys
+// have defaults, such as service "NAME" { ... }. A new block starts from
+// them, as a role struct starts from its Default function, so a key the
+// block leaves out keeps its default.
+type defaulter interface {
+	setDefaults()
+}
+
 // decoder turns an hclsyntax body into a role struct that already holds
 // the role's defaults. gohcl.DecodeBody would do most of this, but it
 // replaces optional blocks with zero values (losing the defaults inside
@@ -128,7 +136,11 @@ func (d *decoder) body(b *hclsyntax.Body, path string, v reflect.Value) {
 // attr decodes one attribute into the field f. A value that does not decode
 // leaves the default in place and records a problem.
 func (d *decoder) attr(a *hclsyntax.Attribute, path string, f reflect.Value, secret bool) {
-	if r, why, ok := plainValue(a.Expr); !ok {
+	plain := plainValue
+	if f.Kind() == reflect.Map {
+		plain = plainObject
+	}
+	if r, why, ok := plain(a.Expr); !ok {
 		// r is the offending part, which in a multi-line list is the
 		// line to fix.
 		d.add(r, path, d.text(r, secret), "is not a plain value: "+why)
@@ -149,6 +161,9 @@ func (d *decoder) attr(a *hclsyntax.Attribute, path string, f reflect.Value, sec
 		d.add(a.Expr.Range(), path, d.text(a.Expr.Range(), secret), "must be "+describeType(f.Type()))
 		return
 	}
+	if o, ok := a.Expr.(*hclsyntax.ObjectConsExpr); ok && !d.mapKeys(o, path) {
+		return
+	}
 	f.Set(nv.Elem())
 	d.s.ranges[path] = a.SrcRange
 	if t, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok {
@@ -156,6 +171,62 @@ func (d *decoder) attr(a *hclsyntax.Attribute, path string, f reflect.Value, sec
 			d.s.ranges[indexPath(path, i)] = e.Range()
 		}
 	}
+}
+
+// mapKeys records the range of every entry of a map setting under
+// "path[key]" and reports keys written twice: HCL keeps the last one
+// silently, which would hide a mistake. It returns false when a key is
+// repeated.
+func (d *decoder) mapKeys(o *hclsyntax.ObjectConsExpr, path string) bool {
+	first := make(map[string]hcl.Range, len(o.Items))
+	ok := true
+	for _, item := range o.Items {
+		kv, diags := item.KeyExpr.Value(nil)
+		if diags.HasErrors() || !kv.IsWhollyKnown() || kv.IsNull() {
+			continue // the object decoded as a whole, so its keys evaluate
+		}
+		kv, err := convert.Convert(kv, cty.String)
+		if err != nil {
+			continue
+		}
+		key := kv.AsString()
+		if prev, dup := first[key]; dup {
+			d.add(item.KeyExpr.Range(), labelPath(path, key), quote(key), fmt.Sprintf("is set twice (the first is at %s); keep one", formatRange(prev)))
+			ok = false
+			continue
+		}
+		r := hcl.RangeBetween(item.KeyExpr.Range(), item.ValueExpr.Range())
+		first[key] = r
+		d.s.ranges[labelPath(path, key)] = r
+	}
+	return ok
+}
+
+// plainObject checks that e is what a map setting takes: an object whose
+// keys are names or plain strings and whose values are plain values, like
+// { Cache-Control = "no-store", "X-Pool" = "blue" }. Anything else is
+// checked as a plain value, which then fails to decode with a message
+// saying a map is wanted.
+func plainObject(e hclsyntax.Expression) (hcl.Range, string, bool) {
+	o, ok := e.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		return plainValue(e)
+	}
+	for _, item := range o.Items {
+		k, ok := item.KeyExpr.(*hclsyntax.ObjectConsKeyExpr)
+		if !ok || k.ForceNonLiteral {
+			return item.KeyExpr.Range(), "map keys must be names or strings in double quotes", false
+		}
+		if hcl.ExprAsKeyword(k.Wrapped) == "" {
+			if r, why, ok := plainValue(k.Wrapped); !ok {
+				return r, why, false
+			}
+		}
+		if r, why, ok := plainValue(item.ValueExpr); !ok {
+			return r, why, false
+		}
+	}
+	return hcl.Range{}, "", true
 }
 
 // block decodes one block into the field f, which is a struct (one block,
@@ -206,9 +277,12 @@ func (d *decoder) block(blk *hclsyntax.Block, path string, f reflect.Value, seen
 			seen[blk.Type] = blk.DefRange()
 		}
 		target = reflect.New(t).Elem()
+		setDefaults(target)
 	case reflect.Pointer:
 		target = reflect.New(t).Elem()
-		if !f.IsNil() {
+		if f.IsNil() {
+			setDefaults(target)
+		} else {
 			target.Set(f.Elem())
 		}
 	default:
@@ -233,6 +307,13 @@ func (d *decoder) block(blk *hclsyntax.Block, path string, f reflect.Value, seen
 		f.Set(reflect.Append(f, target))
 	case reflect.Pointer:
 		f.Set(target.Addr())
+	}
+}
+
+// setDefaults applies the defaults of a new block, when its type has any.
+func setDefaults(target reflect.Value) {
+	if dt, ok := target.Addr().Interface().(defaulter); ok {
+		dt.setDefaults()
 	}
 }
 
@@ -315,7 +396,12 @@ func describeType(t reflect.Type) string {
 	case reflect.Uint64:
 		return "a whole number, 0 or more"
 	case reflect.Slice:
+		if k := t.Elem().Kind(); k == reflect.Int || k == reflect.Int64 {
+			return "a list of whole numbers, like [200, 204]"
+		}
 		return "a list of strings, like [\"a\", \"b\"]"
+	case reflect.Map:
+		return "a map of strings, like { \"X-Name\" = \"value\" }"
 	default:
 		return "a value of type " + t.String()
 	}

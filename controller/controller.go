@@ -6,6 +6,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"github.com/cyclerhq/cycler/fleet"
 	"net/http"
 	"time"
 
@@ -64,6 +65,8 @@ type Controller struct {
 	packages *packageState
 	// agentToken is Config.AgentToken.
 	agentToken string
+	// fleet finds and calls agents.
+	fleet *fleet.Client
 }
 
 // New returns a Controller.
@@ -73,7 +76,8 @@ func New(cfg Config) *Controller {
 		leave = func() {}
 	}
 	return &Controller{store: cfg.Store, peers: cfg.Peers, log: cfg.Logger, leave: leave, apiAddr: cfg.APIAddr, consul: cfg.Consul,
-		packages: newPackageState(cfg.Packages), agentToken: cfg.AgentToken}
+		packages: newPackageState(cfg.Packages), agentToken: cfg.AgentToken,
+		fleet: &fleet.Client{Consul: cfg.Consul, Token: cfg.AgentToken, HTTP: cfg.Peers.HTTP}}
 }
 
 // Register adds the server role's routes to srv.

@@ -10,11 +10,9 @@ import (
 	"sync"
 	"time"
 
-	consulapi "github.com/hashicorp/consul/api"
-
 	"github.com/cyclerhq/cycler/agent"
 	"github.com/cyclerhq/cycler/api"
-	"github.com/cyclerhq/cycler/client"
+	"github.com/cyclerhq/cycler/fleet"
 	"github.com/cyclerhq/cycler/pool"
 )
 
@@ -70,11 +68,6 @@ type Host struct {
 	Installing  *agent.Progress `json:"installing,omitempty"`
 }
 
-// hostAgent is a cyclerd-agent registration.
-type hostAgent struct {
-	service, pool, instance, node, addr, scheme string
-}
-
 // registerHosts adds the host routes. The actions are relayed to the
 // agent by the leader, which writes them to the audit trail.
 func (c *Controller) registerHosts(srv *api.Server) {
@@ -110,7 +103,7 @@ func (c *Controller) handleHosts(w http.ResponseWriter, r *http.Request) error {
 	if svc != "" && !serviceNameRE.MatchString(svc) {
 		return api.BadRequest("service name %q is not valid: use 1-63 lower-case letters, digits and hyphens, starting with a letter", svc)
 	}
-	agents, err := c.agents(r.Context())
+	agents, err := c.fleet.Agents(r.Context(), "")
 	if err != nil {
 		return api.Unavailable("listing the agents in Consul: %v; check that the local Consul agent is up", err)
 	}
@@ -120,11 +113,11 @@ func (c *Controller) handleHosts(w http.ResponseWriter, r *http.Request) error {
 		services[svc] = true
 	}
 	for _, a := range agents {
-		if svc != "" && a.service != svc {
+		if svc != "" && a.Service != svc {
 			continue
 		}
-		services[a.service] = true
-		rows[a.instance] = &Host{Instance: a.instance, Service: a.service, Pool: a.pool, Node: a.node, AgentAddr: a.addr,
+		services[a.Service] = true
+		rows[a.Instance] = &Host{Instance: a.Instance, Service: a.Service, Pool: a.Pool, Node: a.Node, AgentAddr: a.Addr,
 			State: "unregistered", Health: agent.HealthUnknown}
 	}
 	for s := range services {
@@ -168,11 +161,11 @@ func (c *Controller) handleHosts(w http.ResponseWriter, r *http.Request) error {
 
 // addInventories asks the agent of every row for its inventory, in
 // parallel, and merges the answers.
-func (c *Controller) addInventories(ctx context.Context, agents []hostAgent, rows map[string]*Host) {
+func (c *Controller) addInventories(ctx context.Context, agents []fleet.Agent, rows map[string]*Host) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, a := range agents {
-		h := rows[a.instance]
+		h := rows[a.Instance]
 		if h == nil {
 			continue
 		}
@@ -180,7 +173,7 @@ func (c *Controller) addInventories(ctx context.Context, agents []hostAgent, row
 		go func() {
 			defer wg.Done()
 			var inv agent.Inventory
-			err := c.callAgent(ctx, a, inventoryTimeout, http.MethodGet, "/v1/agent/inventory", nil, &inv)
+			err := c.fleet.Call(ctx, a, inventoryTimeout, http.MethodGet, "/v1/agent/inventory", nil, &inv)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -202,76 +195,38 @@ func (c *Controller) addInventories(ctx context.Context, agents []hostAgent, row
 	wg.Wait()
 }
 
-// agents lists the cyclerd-agent registrations in Consul.
-func (c *Controller) agents(ctx context.Context) ([]hostAgent, error) {
-	entries, _, err := c.consul.Health().Service(pool.ServiceAgent, "", false, (&consulapi.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return nil, err
-	}
-	var out []hostAgent
-	for _, e := range entries {
-		m := e.Service.Meta
-		if m["instance"] == "" || m["api_addr"] == "" {
-			continue // an agent from before api_addr was registered
-		}
-		scheme := m["api_scheme"]
-		if scheme != "https" {
-			scheme = "http"
-		}
-		out = append(out, hostAgent{service: m["service"], pool: m["pool"], instance: m["instance"], node: e.Node.Node,
-			addr: m["api_addr"], scheme: scheme})
-	}
-	return out, nil
-}
-
-// callAgent calls agent a's API with the server's agent token. timeout 0
-// leaves only ctx to bound the call.
-func (c *Controller) callAgent(ctx context.Context, a hostAgent, timeout time.Duration, method, path string, in, out any) error {
-	if c.agentToken == "" {
-		return errors.New("this server has no agent token to call agents with; set agent_token or agent_token_file in its config")
-	}
-	if timeout == 0 {
-		timeout = -1
-	}
-	cl, err := client.New(client.Config{Addr: a.scheme + "://" + a.addr, Token: c.agentToken, HTTPClient: c.peers.HTTP, Timeout: timeout})
-	if err != nil {
-		return err
-	}
-	return cl.Do(ctx, method, path, in, out)
-}
-
 // hostAgentFor finds the agent of the instance in the request path.
-func (c *Controller) hostAgentFor(r *http.Request) (hostAgent, error) {
+func (c *Controller) hostAgentFor(r *http.Request) (fleet.Agent, error) {
 	id := r.PathValue("instance")
 	if !instanceRE.MatchString(id) {
-		return hostAgent{}, api.BadRequest("instance id %q is not valid: use 1-128 letters, digits, '.', '_' and '-'", id)
+		return fleet.Agent{}, api.BadRequest("instance id %q is not valid: use 1-128 letters, digits, '.', '_' and '-'", id)
 	}
 	if c.consul == nil {
-		return hostAgent{}, api.Unavailable("this server has no Consul client, so it cannot find the agent of %q", id)
+		return fleet.Agent{}, api.Unavailable("this server has no Consul client, so it cannot find the agent of %q", id)
 	}
 	if c.agentToken == "" {
-		return hostAgent{}, api.Unavailable("this server has no agent token to call agents with; set agent_token or agent_token_file in its config")
+		return fleet.Agent{}, api.Unavailable("this server has no agent token to call agents with; set agent_token or agent_token_file in its config")
 	}
-	agents, err := c.agents(r.Context())
+	agents, err := c.fleet.Agents(r.Context(), "")
 	if err != nil {
-		return hostAgent{}, api.Unavailable("listing the agents in Consul: %v; check that the local Consul agent is up", err)
+		return fleet.Agent{}, api.Unavailable("listing the agents in Consul: %v; check that the local Consul agent is up", err)
 	}
 	for _, a := range agents {
-		if a.instance == id {
+		if a.Instance == id {
 			return a, nil
 		}
 	}
-	return hostAgent{}, api.NotFound("no cyclerd-agent is registered in Consul for instance %q; `cyclerctl hosts` lists the instances", id)
+	return fleet.Agent{}, api.NotFound("no cyclerd-agent is registered in Consul for instance %q; `cyclerctl hosts` lists the instances", id)
 }
 
 // relayErr passes an agent's API error on as it is, and reports a failure
 // to reach the agent as 503.
-func relayErr(a hostAgent, err error) error {
+func relayErr(a fleet.Agent, err error) error {
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		return ae
 	}
-	return api.Unavailable("the agent of %s at %s did not answer: %v", a.instance, a.addr, err)
+	return api.Unavailable("the agent of %s at %s did not answer: %v", a.Instance, a.Addr, err)
 }
 
 // handleHostInstall answers POST /v1/hosts/{instance}/install {digest}:
@@ -286,14 +241,14 @@ func (c *Controller) handleHostInstall(w http.ResponseWriter, r *http.Request) e
 		return err
 	}
 	var res agent.InstallResult
-	if err := c.callAgent(r.Context(), a, 0, http.MethodPost, "/v1/agent/install", req, &res); err != nil {
+	if err := c.fleet.Call(r.Context(), a, 0, http.MethodPost, "/v1/agent/install", req, &res); err != nil {
 		return relayErr(a, err)
 	}
 	detail := fmt.Sprintf("digest %s: %s", req.Digest, res.Outcome)
 	if res.Error != "" {
 		detail += ": " + res.Error
 	}
-	c.audit(r, "host.install", a.instance, detail)
+	c.audit(r, "host.install", a.Instance, detail)
 	return api.WriteJSON(w, http.StatusOK, res)
 }
 
@@ -317,10 +272,10 @@ func (c *Controller) handleHostMaintenance(hide bool) api.HandlerFunc {
 			return err
 		}
 		var m agent.Maintenance
-		if err := c.callAgent(r.Context(), a, relayTimeout, http.MethodPost, path, req, &m); err != nil {
+		if err := c.fleet.Call(r.Context(), a, relayTimeout, http.MethodPost, path, req, &m); err != nil {
 			return relayErr(a, err)
 		}
-		c.audit(r, action, a.instance, fmt.Sprintf("generation %d", req.Generation))
+		c.audit(r, action, a.Instance, fmt.Sprintf("generation %d", req.Generation))
 		return api.WriteJSON(w, http.StatusOK, m)
 	}
 }

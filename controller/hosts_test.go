@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"github.com/cyclerhq/cycler/fleet"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,6 +44,7 @@ func TestHostsRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			tt.ctrl.fleet = &fleet.Client{Consul: tt.ctrl.consul, Token: tt.ctrl.agentToken}
 			srv, err := api.New(api.Config{Tokens: []api.Token{{Name: "ops", Secret: "operator-secret-0123456789", Scopes: []api.Scope{api.ScopeOperator}}}})
 			if err != nil {
 				t.Fatal(err)
