@@ -20,6 +20,10 @@ const (
 	CodeNotLeader            = "not_leader"
 	CodeUnavailable          = "unavailable"
 	CodeInternal             = "internal"
+	// CodeRefused: a cycle was not started (breaker open, outside a deploy
+	// window, frozen, another cycle running, or a preflight check failed).
+	// Nothing changed; cyclerctl exits 2.
+	CodeRefused = "refused"
 )
 
 // StatusNotLeader is the HTTP status sent with CodeNotLeader.
@@ -74,6 +78,7 @@ var (
 	ErrNotLeader            = &Error{Status: StatusNotLeader, Code: CodeNotLeader, Message: "this server is not the leader"}
 	ErrUnavailable          = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "service unavailable"}
 	ErrInternal             = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal server error"}
+	ErrRefused              = &Error{Status: http.StatusConflict, Code: CodeRefused, Message: "refused"}
 )
 
 func newError(status int, code, format string, args []any) *Error {
@@ -108,6 +113,12 @@ func MethodNotAllowed(format string, args ...any) *Error {
 // Conflict returns a 409 conflict error with a formatted message.
 func Conflict(format string, args ...any) *Error {
 	return newError(http.StatusConflict, CodeConflict, format, args)
+}
+
+// Refused returns a 409 refused error with a formatted message: a cycle was
+// not started and nothing changed.
+func Refused(format string, args ...any) *Error {
+	return newError(http.StatusConflict, CodeRefused, format, args)
 }
 
 // TooLarge returns a 413 too_large error with a formatted message.

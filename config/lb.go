@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -53,8 +54,84 @@ type LB struct {
 	// Driver selects and configures the LB driver. Exactly one driver
 	// block is required.
 	Driver Driver `hcl:"driver,block"`
+	// Frontends give, per service, the URL clients use to reach it through
+	// this LB: one frontend "SERVICE" { url = "..." } block each, optional.
+	// See FrontendURL.
+	Frontends []Frontend `hcl:"frontend,block"`
 
 	src sources
+}
+
+// Frontend is a frontend "SERVICE" { ... } block of the lb configuration.
+type Frontend struct {
+	// Service is the service, one of the lb's services.
+	Service string `hcl:"service,label"`
+	// URL is how clients reach the service through this LB:
+	// http(s)://host:port with an optional path prefix. Required.
+	URL string `hcl:"url,optional"`
+}
+
+// maxMetaValue is the longest value Consul accepts in service Meta, where
+// cyclerd lb publishes each frontend URL.
+const maxMetaValue = 512
+
+// FrontendURL returns the URL clients use to reach service svc through
+// this LB: its frontend block's url; else, for the nginx driver,
+// "http://" and the service's listen address when one is set; else "".
+func (l *LB) FrontendURL(svc string) string {
+	for _, f := range l.Frontends {
+		if f.Service == svc {
+			return f.URL
+		}
+	}
+	if l.Driver.Name == DriverNginx {
+		if listen := l.Driver.Nginx.Listen(svc); listen != "" {
+			return "http://" + listen
+		}
+	}
+	return ""
+}
+
+// checkFrontends checks that every frontend block names a service of the
+// lb, once, with a usable URL.
+func (l *LB) checkFrontends(c *checker) {
+	seen := make(map[string]bool, len(l.Frontends))
+	for _, f := range l.Frontends {
+		p := labelPath("frontend", f.Service)
+		switch {
+		case seen[f.Service]:
+			c.bad(p, quote(f.Service), "is defined twice; give each service one frontend block")
+			continue
+		case !slices.Contains(l.Services, f.Service):
+			c.bad(p, quote(f.Service), fmt.Sprintf("is not in services %s; add it there or remove this block", quoteList(l.Services)))
+		}
+		seen[f.Service] = true
+		if c.required(p+".url", f.URL, `give the URL clients use to reach the service through this LB, like "http://10.0.0.20:80"`) {
+			c.frontendURL(p+".url", f.URL)
+		}
+	}
+}
+
+// frontendURL checks an http(s)://host:port[/prefix] URL.
+func (c *checker) frontendURL(path, v string) {
+	const form = "write it as http(s)://host:port with an optional path prefix, like http://10.0.0.20:80 or https://lb-1.internal:443/web"
+	u, err := url.Parse(v)
+	switch {
+	case len(v) > maxMetaValue:
+		c.bad(path, quote(v), fmt.Sprintf("is %d chars; it is published in Consul service Meta, which allows at most %d", len(v), maxMetaValue))
+	case err != nil:
+		c.bad(path, quote(v), "is not a valid URL; "+form)
+	case u.Scheme != "http" && u.Scheme != "https":
+		c.bad(path, quote(v), "has an unsupported scheme; "+form)
+	case u.Opaque != "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		c.bad(path, quote(v), "may hold only a scheme, a host, a port and a path prefix; "+form)
+	case u.Port() == "":
+		c.bad(path, quote(v), "has no port; "+form)
+	default:
+		if msg := hostPortProblem(u.Host, addrRules{}); msg != "" {
+			c.bad(path, quote(v), msg)
+		}
+	}
 }
 
 // Driver is the driver "<name>" { ... } block. Only the settings of the
@@ -338,6 +415,7 @@ func (l *LB) check(c *checker) {
 	default:
 		c.bad(p, quote(d.Name), fmt.Sprintf("is not a known driver; use one of: %s, %s, %s", DriverNginx, DriverVarnish, DriverExec))
 	}
+	l.checkFrontends(c)
 }
 
 // lbPathRE is what the nginx and varnish drivers accept for the paths they

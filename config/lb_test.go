@@ -75,6 +75,24 @@ func TestLBRules(t *testing.T) {
 			l.Driver.Name, l.Driver.Exec.Command, l.Driver.Exec.Timeout = DriverExec, []string{"/bin/apply"}, "soon"
 		}, "driver[exec].timeout", "is not a duration"},
 		{"exec command empty program", func(l *LB) { l.Driver.Name, l.Driver.Exec.Command = DriverExec, []string{""} }, "driver[exec].command[0]", "must be the program to run"},
+		{"frontend of an unrouted service", func(l *LB) { l.Frontends = []Frontend{{Service: "api", URL: "http://10.0.0.20:80"}} },
+			"frontend[api]", `is not in services ["web"]`},
+		{"frontend twice", func(l *LB) {
+			l.Frontends = []Frontend{{Service: "web", URL: "http://10.0.0.20:80"}, {Service: "web", URL: "http://10.0.0.21:80"}}
+		}, "frontend[web]", "is defined twice"},
+		{"frontend url missing", func(l *LB) { l.Frontends = []Frontend{{Service: "web"}} }, "frontend[web].url", "is not set"},
+		{"frontend url scheme", func(l *LB) { l.Frontends = []Frontend{{Service: "web", URL: "tcp://10.0.0.20:80"}} }, "frontend[web].url", "unsupported scheme"},
+		{"frontend url without scheme", func(l *LB) { l.Frontends = []Frontend{{Service: "web", URL: "10.0.0.20:80"}} }, "frontend[web].url", "write it as http(s)://host:port"},
+		{"frontend url without port", func(l *LB) { l.Frontends = []Frontend{{Service: "web", URL: "https://lb.example.com/"}} }, "frontend[web].url", "has no port"},
+		{"frontend url port 0", func(l *LB) { l.Frontends = []Frontend{{Service: "web", URL: "http://10.0.0.20:0"}} }, "frontend[web].url", "the port must be 1-65535"},
+		{"frontend url query", func(l *LB) { l.Frontends = []Frontend{{Service: "web", URL: "http://10.0.0.20:80/?a=1"}} }, "frontend[web].url", "may hold only"},
+		{"frontend url user", func(l *LB) { l.Frontends = []Frontend{{Service: "web", URL: "http://u:p@10.0.0.20:80"}} }, "frontend[web].url", "may hold only"},
+		{"frontend url fragment", func(l *LB) { l.Frontends = []Frontend{{Service: "web", URL: "http://10.0.0.20:80/#x"}} }, "frontend[web].url", "may hold only"},
+		{"frontend url every interface", func(l *LB) { l.Frontends = []Frontend{{Service: "web", URL: "http://0.0.0.0:80"}} }, "frontend[web].url", "not an address others can connect to"},
+		{"frontend url bad host", func(l *LB) { l.Frontends = []Frontend{{Service: "web", URL: "http://bad_host:80"}} }, "frontend[web].url", "an IP address or a DNS name"},
+		{"frontend url too long", func(l *LB) {
+			l.Frontends = []Frontend{{Service: "web", URL: "http://10.0.0.20:80/" + strings.Repeat("a", 500)}}
+		}, "frontend[web].url", "at most 512"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,6 +125,19 @@ func TestLBAcceptsValidVariants(t *testing.T) {
 		}},
 		{"exec", func(l *LB) {
 			l.Driver.Name, l.Driver.Exec.Command = DriverExec, []string{"/usr/local/bin/apply", "--fast"}
+		}},
+		{"frontends", func(l *LB) {
+			l.Services = []string{"web", "api", "admin"}
+			l.Driver.Nginx.Services = []NginxService{{Name: "web", Listen: ":80"}, {Name: "api", Listen: ":81"}, {Name: "admin", Listen: ":82"}}
+			l.Frontends = []Frontend{
+				{Service: "web", URL: "https://lb-1.example.com:443/web/"},
+				{Service: "api", URL: "http://[2001:db8::1]:81"},
+				{Service: "admin", URL: "http://10.0.0.20:82"},
+			}
+		}},
+		{"frontend with the exec driver", func(l *LB) {
+			l.Driver.Name, l.Driver.Exec.Command = DriverExec, []string{"/usr/local/bin/apply"}
+			l.Frontends = []Frontend{{Service: "web", URL: "http://haproxy.internal:8080"}}
 		}},
 		{"several services", func(l *LB) {
 			l.Services, l.MinLive = []string{"web", "api", "admin-ui"}, 3
@@ -284,5 +315,89 @@ func TestNginxMainConfigPath(t *testing.T) {
 				t.Errorf("MainConfigPath() = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestLBFrontendURL(t *testing.T) {
+	nginx := validLB()
+	nginx.Services = []string{"web", "api", "admin"}
+	nginx.Driver.Nginx.Services = []NginxService{{Name: "web", Listen: "10.0.0.20:80"}, {Name: "api", Listen: ":8080"}}
+	nginx.Frontends = []Frontend{{Service: "admin", URL: "https://lb-1.internal:8443/admin"}, {Service: "api", URL: "http://10.0.0.20:8080"}}
+	varnish := validLB()
+	varnish.Driver.Name = DriverVarnish
+	exec := validLB()
+	exec.Driver.Name = DriverExec
+	exec.Frontends = []Frontend{{Service: "web", URL: "http://10.0.0.30:80"}}
+	tests := []struct {
+		name string
+		lb   LB
+		give string
+		want string
+	}{
+		{"nginx listen", nginx, "web", "http://10.0.0.20:80"},
+		{"frontend wins over listen", nginx, "api", "http://10.0.0.20:8080"},
+		{"frontend without listen", nginx, "admin", "https://lb-1.internal:8443/admin"},
+		{"unknown service", nginx, "blog", ""},
+		{"varnish without frontend", varnish, "web", ""},
+		{"exec with frontend", exec, "web", "http://10.0.0.30:80"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.lb.FrontendURL(tt.give); got != tt.want {
+				t.Errorf("FrontendURL(%q) = %q, want %q", tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLBFrontendBlocksParse(t *testing.T) {
+	l, err := LoadLB("testdata/lb.hcl")
+	if err != nil {
+		t.Fatalf("problems:\n%v", err)
+	}
+	if got, want := l.Frontends, []Frontend{{Service: "web", URL: "https://www.example.com:443"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("frontends = %#v, want %#v", got, want)
+	}
+	if got := l.FrontendURL("api"); got != "http://0.0.0.0:8080" {
+		t.Errorf("FrontendURL(api) = %q, want the nginx listen address", got)
+	}
+
+	tests := []struct {
+		name     string
+		give     string
+		wantPos  string
+		wantPath string
+		wantMsg  string
+	}{
+		{"no label", "frontend {\n  url = \"http://a:1\"\n}\n", "lb.hcl:1", "frontend", `write it as frontend "service" { ... }`},
+		{"twice", "frontend \"web\" {\n}\nfrontend \"web\" {\n}\n", "lb.hcl:3", "frontend[web]", "is defined twice (the first is at lb.hcl:1)"},
+		{"unknown key", "frontend \"web\" {\n  uri = \"http://a:1\"\n}\n", "lb.hcl:2", "frontend[web].uri", `did you mean "url"?`},
+		{"url type", "frontend \"web\" {\n  url = [\"http://a:1\"]\n}\n", "lb.hcl:2", "frontend[web].url", "must be a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseLB("lb.hcl", []byte(tt.give))
+			ps := problemsOf(t, err)
+			if len(ps) != 1 {
+				t.Fatalf("got %d problems, want 1:\n%v", len(ps), err)
+			}
+			if p := ps[0]; p.Pos != tt.wantPos || p.Path != tt.wantPath || !strings.Contains(p.Msg, tt.wantMsg) {
+				t.Errorf("got %q\nwant pos %q, path %q, message containing %q", p, tt.wantPos, tt.wantPath, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestLBFrontendProblemsPointAtTheFile(t *testing.T) {
+	src := "lb_id = \"lb-1\"\nservices = [\"web\"]\ndriver \"exec\" {\n  command = [\"/bin/apply\"]\n}\n" +
+		"frontend \"web\" {\n  url = \"ftp://10.0.0.20:21\"\n}\nfrontend \"api\" {\n  url = \"http://10.0.0.20:81\"\n}\n" + tokenHCL
+	path := writeFile(t, "lb.hcl", src)
+	_, err := LoadLB(path)
+	want := []string{
+		path + `:7: frontend[web].url: "ftp://10.0.0.20:21" has an unsupported scheme; write it as http(s)://host:port with an optional path prefix, like http://10.0.0.20:80 or https://lb-1.internal:443/web`,
+		path + `:9: frontend[api]: "api" is not in services ["web"]; add it there or remove this block`,
+	}
+	if got := strings.Split(problemsOf(t, err).Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -41,6 +41,9 @@ type Server struct {
 	// AgentTokenFile is a file holding the agent token. Set this or
 	// AgentToken.
 	AgentTokenFile string `hcl:"agent_token_file,optional"`
+	// Services configures the cycles of each service: one
+	// service "NAME" { ... } block per Consul service. See Service.
+	Services []Service `hcl:"service,block"`
 
 	src sources
 }
@@ -218,6 +221,7 @@ func (s *Server) check(c *checker) {
 		c.secret("agent_token", s.AgentToken)
 	}
 	c.filePath("agent_token_file", s.AgentTokenFile)
+	checkServices(c, s.Services)
 }
 
 // checkFiles implements roleConfig: it checks the files the configuration

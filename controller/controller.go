@@ -6,7 +6,6 @@ package controller
 import (
 	"context"
 	"errors"
-	"github.com/cyclerhq/cycler/fleet"
 	"net/http"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cyclerhq/cycler/api"
+	"github.com/cyclerhq/cycler/fleet"
+	"github.com/cyclerhq/cycler/orchestrator"
 	"github.com/cyclerhq/cycler/pkgstore"
 	"github.com/cyclerhq/cycler/raftstore"
 )
@@ -51,6 +52,11 @@ type Config struct {
 	// (GET /v1/hosts, and the install, hide and unhide it relays). Empty
 	// makes those calls fail with a message saying so.
 	AgentToken string
+	// Orchestrator starts and steers cycles. Nil makes the cycle routes
+	// answer 503.
+	Orchestrator *orchestrator.Orchestrator
+	// Metrics serves GET /v1/metrics (Prometheus text). Nil leaves the route out.
+	Metrics http.Handler
 }
 
 // Controller serves the server role's API.
@@ -67,6 +73,9 @@ type Controller struct {
 	agentToken string
 	// fleet finds and calls agents.
 	fleet *fleet.Client
+	orch  *orchestrator.Orchestrator
+	// metrics serves GET /v1/metrics; nil leaves it out.
+	metrics http.Handler
 }
 
 // New returns a Controller.
@@ -77,7 +86,8 @@ func New(cfg Config) *Controller {
 	}
 	return &Controller{store: cfg.Store, peers: cfg.Peers, log: cfg.Logger, leave: leave, apiAddr: cfg.APIAddr, consul: cfg.Consul,
 		packages: newPackageState(cfg.Packages), agentToken: cfg.AgentToken,
-		fleet: &fleet.Client{Consul: cfg.Consul, Token: cfg.AgentToken, HTTP: cfg.Peers.HTTP}}
+		fleet: &fleet.Client{Consul: cfg.Consul, Token: cfg.AgentToken, HTTP: cfg.Peers.HTTP}, orch: cfg.Orchestrator,
+		metrics: cfg.Metrics}
 }
 
 // Register adds the server role's routes to srv.
@@ -98,6 +108,16 @@ func (c *Controller) Register(srv *api.Server) {
 	srv.Handle("GET /v1/lbs", op, c.handleLBs)
 	c.registerPackages(srv)
 	c.registerHosts(srv)
+	c.registerCycles(srv)
+	if c.metrics != nil {
+		// Prometheus scrapes with a bearer token like any other client;
+		// agent-scope tokens may read it too, so a scrape job needs no
+		// operator secret.
+		srv.Handle("GET /v1/metrics", api.ScopeAgent, func(w http.ResponseWriter, r *http.Request) error {
+			c.metrics.ServeHTTP(w, r)
+			return nil
+		})
+	}
 }
 
 // write runs h on the leader. On a follower the request is forwarded to the

@@ -112,6 +112,8 @@ type Cycle struct {
 	Trigger string `json:"trigger"`
 	// By is the API token name that started it, or "scheduler".
 	By string `json:"by"`
+	// RequestID is the client's id of the request that started the cycle.
+	RequestID string `json:"request_id,omitempty"`
 	// Forced is set when the start ignored the deploy windows.
 	Forced bool `json:"forced,omitempty"`
 	// Package is what the cycle puts live (for a rollback, the standby's release).

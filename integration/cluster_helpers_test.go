@@ -39,6 +39,9 @@ type clusterOptions struct {
 	// first then find the cluster through it (raft.discover) instead of
 	// raft.join.
 	ConsulAddr string
+	// Extra is appended to every server's config; ExtraAPI goes inside
+	// its api block (more tokens).
+	Extra, ExtraAPI string
 }
 
 // cluster is a set of cyclerd servers on loopback. The first bootstraps; the
@@ -94,7 +97,7 @@ func startCluster(t *testing.T, opts clusterOptions) *cluster {
 		dir := filepath.Join(t.TempDir(), n.ID)
 		n.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{
 			Role: "server", Name: n.ID, Dir: dir, APIAddr: n.APIAddr,
-			Config: serverConfig(n, filepath.Join(dir, "data"), consulAddr, opts.Timing, join, discover),
+			Config: withExtra(serverConfig(n, filepath.Join(dir, "data"), consulAddr, opts.Timing, join, discover), opts),
 		})
 		if i == 0 {
 			// The others join through the first, which must lead by then.
@@ -138,6 +141,14 @@ consul {
 raft {
 %s}
 `, n.ID, dataDir, n.APIAddr, clusterToken, consulAddr, raft.String())
+}
+
+// withExtra adds opts.Extra and opts.ExtraAPI to a server config.
+func withExtra(cfg string, opts clusterOptions) string {
+	if opts.ExtraAPI != "" {
+		cfg = strings.Replace(cfg, "api {\n", "api {\n"+opts.ExtraAPI, 1)
+	}
+	return cfg + opts.Extra
 }
 
 // freePorts returns n distinct free loopback ports.

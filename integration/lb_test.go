@@ -223,7 +223,10 @@ func startVarnishLB(t *testing.T, e *lbEnv, id string) *lbNode {
   secret_file = %q
   vcl_dir     = %q
   include     = %q
-}`, v.AdminAddr, v.SecretFile, filepath.Join(t.TempDir(), "vcl"), site))
+}
+frontend "web" {
+  url = %q
+}`, v.AdminAddr, v.SecretFile, filepath.Join(t.TempDir(), "vcl"), site, v.URL()))
 	n := &lbNode{ID: id, Public: v.URL()}
 	n.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{Role: "lb", Config: cfg, APIAddr: apiAddr, Name: "cyclerd-lb-" + id})
 	return n

@@ -39,6 +39,9 @@ func applyCyclePut(st *State, body []byte) any {
 		if c.Rev != 1 {
 			return invalid(CyclePutCommand, fmt.Errorf("a new cycle must have revision 1, not %d", c.Rev))
 		}
+		if n := len(list); n > 0 && c.RequestID != "" && list[n-1].RequestID == c.RequestID {
+			return list[n-1].Clone() // a retry of a start that already committed
+		}
 		if n := len(list); n > 0 && list[n-1].Active() {
 			a := list[n-1]
 			return fmt.Errorf("service %q: cycle %s is in phase %s: %w", c.Service, a.ID, a.Phase, cycle.ErrInProgress)

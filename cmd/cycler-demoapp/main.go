@@ -17,6 +17,7 @@
 //	-instance     CYCLER_DEMO_INSTANCE     instance id to report (default: the host name)
 //	-pool         CYCLER_DEMO_POOL         pool to report, blue or green (default empty)
 //	-fail-health  CYCLER_DEMO_FAIL_HEALTH  "true": /health answers 500, a release that never gets healthy
+//	-fail-instance CYCLER_DEMO_FAIL_INSTANCE limit the two failures above to this instance id
 //	-fail-path    CYCLER_DEMO_FAIL_PATH    a path (exact match, e.g. /checkout) that answers 500,
 //	                                       a release that is healthy but broken for users
 //
@@ -93,6 +94,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.Pool, "pool", env("CYCLER_DEMO_POOL", ""), "pool to report, blue or green (env CYCLER_DEMO_POOL)")
 	fs.BoolVar(&cfg.FailHealth, "fail-health", failHealthDefault, "answer 500 on /health (env CYCLER_DEMO_FAIL_HEALTH)")
 	fs.StringVar(&cfg.FailPath, "fail-path", env("CYCLER_DEMO_FAIL_PATH", ""), "a path (exact match) that answers 500 (env CYCLER_DEMO_FAIL_PATH)")
+	fs.StringVar(&cfg.FailInstance, "fail-instance", env("CYCLER_DEMO_FAIL_INSTANCE", ""), "limit -fail-health and -fail-path to this instance id (env CYCLER_DEMO_FAIL_INSTANCE)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

@@ -30,6 +30,9 @@ type config struct {
 	FailHealth bool
 	// FailPath is a path that answers 500; empty means none.
 	FailPath string
+	// FailInstance, when set, limits FailHealth and FailPath to the
+	// instance of that id, so one package can break on one host only.
+	FailInstance string
 }
 
 func (c config) validate() error {
@@ -58,6 +61,9 @@ type answer struct {
 
 // handler returns the app's routes.
 func handler(cfg config) http.Handler {
+	if cfg.FailInstance != "" && cfg.FailInstance != cfg.Instance {
+		cfg.FailHealth, cfg.FailPath = false, ""
+	}
 	body, _ := json.Marshal(answer{Version: cfg.Version, Instance: cfg.Instance, Pool: cfg.Pool})
 	body = append(body, '\n')
 	mux := http.NewServeMux()

@@ -10,6 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/cyclerhq/cycler/api"
+	"github.com/cyclerhq/cycler/cycle"
 )
 
 func main() {
@@ -28,12 +31,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintln(stderr, "Error:", err)
-	var ec exitCoder
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
-	}
-	return 1
+	return exitCode(err)
 }
 
-// exitCoder is an error that carries a specific exit code (see README: exit codes).
+// exitCode maps a command's error to the process exit code (docs/cli.md
+// lists them): an error that carries its own code keeps it, a refused cycle
+// start is cycle.ExitRefused, and anything else is cycle.ExitError.
+func exitCode(err error) int {
+	var ec exitCoder
+	switch {
+	case err == nil:
+		return cycle.ExitLive
+	case errors.As(err, &ec):
+		return ec.ExitCode()
+	case errors.Is(err, api.ErrRefused):
+		return cycle.ExitRefused
+	}
+	return cycle.ExitError
+}
+
+// exitCoder is an error that carries a specific exit code (see docs/cli.md: exit codes).
 type exitCoder interface{ ExitCode() int }
+
+// exitError is an error with the exit code it should end the process with,
+// such as the outcome of a cycle that `deploy` waited for.
+type exitError struct {
+	code int
+	err  error
+}
+
+// Error implements error.
+func (e *exitError) Error() string { return e.err.Error() }
+
+// Unwrap returns the underlying error, for errors.Is and errors.As.
+func (e *exitError) Unwrap() error { return e.err }
+
+// ExitCode implements exitCoder.
+func (e *exitError) ExitCode() int { return e.code }
+
+var _ exitCoder = (*exitError)(nil)

@@ -83,71 +83,87 @@ again changes nothing.`,
 	return cmd
 }
 
-// packagePush checks the file locally, then streams it with its exact
-// Content-Length. Like call, it retries while the cluster has no leader
-// (a push is idempotent: the same bytes make the same package), rewinding
-// the file for each attempt.
+// packagePush is `package push`: pushPackage, then the answer as JSON or
+// one line.
 func (g *globals) packagePush(cmd *cobra.Command, path string) error {
+	out, m, err := g.pushPackage(cmd, path)
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return g.printJSON(out)
+	}
+	g.describePush(g.stdout, out, m)
+	return nil
+}
+
+// describePush writes the human answer to a push: what the server stored,
+// and a note when it records the bytes under another name or version.
+func (g *globals) describePush(w io.Writer, out controller.PackagePushed, m pkgfile.Manifest) {
+	verb := "pushed"
+	if out.Existed {
+		verb = "already present:"
+	}
+	fmt.Fprintf(w, "%s %s %s %s (%s)\n", verb, out.Name, out.Version, out.Digest, humanBytes(out.Size))
+	if out.Name != m.Name || out.Version != m.Version {
+		// The same bytes were pushed before; the server's record wins.
+		fmt.Fprintf(g.stderr, "note: the server records these bytes as %s %s\n", out.Name, out.Version)
+	}
+}
+
+// pushPackage checks the file locally, then streams it with its exact
+// Content-Length, and returns the server's answer and the file's manifest.
+// Like call, it retries while the cluster has no leader (a push is
+// idempotent: the same bytes make the same package), rewinding the file for
+// each attempt. `package push` and `deploy FILE` share it.
+func (g *globals) pushPackage(cmd *cobra.Command, path string) (controller.PackagePushed, pkgfile.Manifest, error) {
+	var out controller.PackagePushed
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("package push: %w", err)
+		return out, pkgfile.Manifest{}, fmt.Errorf("package push: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("package push: %w", err)
+		return out, pkgfile.Manifest{}, fmt.Errorf("package push: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("package push: %s is not a regular file", path)
+		return out, pkgfile.Manifest{}, fmt.Errorf("package push: %s is not a regular file", path)
 	}
 	m, err := pkgfile.ReadManifest(f, pkgfile.DefaultLimits())
 	if err != nil {
-		return fmt.Errorf("%s: %w; nothing was uploaded", path, err)
+		return out, m, fmt.Errorf("%s: %w; nothing was uploaded", path, err)
 	}
 	c, err := g.client()
 	if err != nil {
-		return err
+		return out, m, err
 	}
 	ctx := cmd.Context()
 	deadline := time.Now().Add(retryFor)
 	wait := 200 * time.Millisecond
-	var out controller.PackagePushed
 	for {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("package push: %w", err)
+			return out, m, fmt.Errorf("package push: %w", err)
 		}
 		resp, err := c.DoUpload(ctx, http.MethodPost, "/v1/packages", f, fi.Size(), "application/octet-stream")
 		if err == nil {
 			err = decodeBody(resp.Body, &out)
 			resp.Body.Close()
 			if err != nil {
-				return fmt.Errorf("package push: %w", err)
+				return out, m, fmt.Errorf("package push: %w", err)
 			}
-			break
+			return out, m, nil
 		}
 		if !retryable(err) || time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("package push: %s: %w", path, err)
+			return out, m, fmt.Errorf("package push: %s: %w", path, err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("package push: %w", errors.Join(err, ctx.Err()))
+			return out, m, fmt.Errorf("package push: %w", errors.Join(err, ctx.Err()))
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 2*time.Second)
 	}
-	if g.json {
-		return g.printJSON(out)
-	}
-	verb := "pushed"
-	if out.Existed {
-		verb = "already present:"
-	}
-	fmt.Fprintf(g.stdout, "%s %s %s %s (%s)\n", verb, out.Name, out.Version, out.Digest, humanBytes(out.Size))
-	if out.Name != m.Name || out.Version != m.Version {
-		// The same bytes were pushed before; the server's record wins.
-		fmt.Fprintf(g.stderr, "note: the server records these bytes as %s %s\n", out.Name, out.Version)
-	}
-	return nil
 }
 
 // humanBytes formats a size for tables: "512 B", "1.5 KiB", "20.0 MiB".

@@ -87,9 +87,15 @@ func runLB(ctx context.Context, args []string, stderr io.Writer) error {
 		go func() { defer wg.Done(); r.Watch(ctx, consul) }()
 	}
 	log.Info("lb started", zap.Strings("services", cfg.Services), zap.String("driver", cfg.Driver.Name), zap.Int("min_live", cfg.MinLive))
+	meta := map[string]string{"lb_id": cfg.LBID, "driver": cfg.Driver.Name, "services": strings.Join(cfg.Services, ",")}
+	for _, svc := range cfg.Services {
+		// Servers read these to run bake checks through this LB.
+		if u := cfg.FrontendURL(svc); u != "" {
+			meta["frontend_"+svc] = u
+		}
+	}
 	return runWithRegistration(ctx, cfg.Consul, srv, discovery.Registration{
-		Service: pool.ServiceLB, ID: pool.ServiceLB + "-" + cfg.LBID,
-		Meta: map[string]string{"lb_id": cfg.LBID, "driver": cfg.Driver.Name, "services": strings.Join(cfg.Services, ",")},
+		Service: pool.ServiceLB, ID: pool.ServiceLB + "-" + cfg.LBID, Meta: meta,
 	}, log)
 }
 

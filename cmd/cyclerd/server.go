@@ -22,9 +22,13 @@ import (
 	"github.com/cyclerhq/cycler/config"
 	"github.com/cyclerhq/cycler/controller"
 	"github.com/cyclerhq/cycler/discovery"
+	"github.com/cyclerhq/cycler/fleet"
+	"github.com/cyclerhq/cycler/metrics"
+	"github.com/cyclerhq/cycler/orchestrator"
 	"github.com/cyclerhq/cycler/pkgstore"
 	"github.com/cyclerhq/cycler/pool"
 	"github.com/cyclerhq/cycler/raftstore"
+	"github.com/cyclerhq/cycler/smoke"
 )
 
 func serverOverrides(c *config.Server) []override {
@@ -105,10 +109,27 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil && !errors.Is(err, config.ErrNoAgentToken) {
 		return err
 	}
+	mets := metrics.New()
+	mets.RegisterRaft(func() metrics.RaftStats {
+		st := store.Stats()
+		return metrics.RaftStats{IsLeader: st.State == "Leader", Term: st.Term, LastIndex: st.LastIndex,
+			AppliedIndex: st.AppliedIndex, Leader: st.LeaderID}
+	})
+	specs := serviceSpecs(cfg)
+	orch := orchestrator.New(orchestrator.Config{
+		Store:     store,
+		Fleet:     &fleet.Client{Consul: consul, Token: agentToken, HTTP: peers.HTTP},
+		Discovery: orchestrator.ConsulDiscovery{C: consul},
+		Services:  func() map[string]orchestrator.Spec { return specs },
+		Smoke:     smoke.New(log.Named("smoke"), nil),
+		Logger:    log.Named("orchestrator"),
+		Observer:  mets,
+	})
 	ctrl := controller.New(controller.Config{Store: store, Peers: peers, Logger: log.Named("controller"), Leave: stop, APIAddr: apiAddr, Consul: consul,
-		Packages: pkgs, AgentToken: agentToken})
+		Packages: pkgs, AgentToken: agentToken, Orchestrator: orch, Metrics: mets.Handler()})
 	ctrl.Register(srv)
 	store.OnLeader("package-gc", ctrl.RunPackageGC)
+	store.OnLeader("orchestrator", orch.Run)
 	handleVersion(srv, cfg.NodeID)
 
 	var wg sync.WaitGroup

@@ -60,6 +60,13 @@ driver "nginx" {
   }
 }
 
+# The URL clients use to reach a service through this LB; servers run the
+# service's bake checks through it. Without it, nginx services get
+# "http://" + their listen address.
+frontend "web" {
+  url = "https://www.example.com:443"
+}
+
 # A varnish LB (one varnishd per service, so services = ["web"]) would use:
 #
 # driver "varnish" {

@@ -1,0 +1,261 @@
+package controller
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/cyclerhq/cycler/api"
+	"github.com/cyclerhq/cycler/cycle"
+	"github.com/cyclerhq/cycler/orchestrator"
+	"github.com/cyclerhq/cycler/pkgstore"
+)
+
+// registerCycles adds the cycle, rollback and breaker routes.
+func (c *Controller) registerCycles(srv *api.Server) {
+	op := api.ScopeOperator
+	srv.Handle("POST /v1/cycles", op, c.write(c.handleStart))
+	srv.Handle("GET /v1/cycles", op, c.read(c.handleCycles))
+	srv.Handle("GET /v1/cycles/{id}", op, c.read(c.handleCycle))
+	srv.Handle("GET /v1/cycles/{id}/events", op, c.handleEvents, api.WithoutTimeouts())
+	srv.Handle("POST /v1/cycles/{id}/abort", op, c.write(c.handleAbort))
+	srv.Handle("POST /v1/cycles/{id}/pause", op, c.write(c.handlePause(true)))
+	srv.Handle("POST /v1/cycles/{id}/resume", op, c.write(c.handlePause(false)))
+	srv.Handle("POST /v1/services/{service}/rollback", op, c.write(c.handleRollback))
+	srv.Handle("GET /v1/breakers", op, c.read(c.handleBreakers))
+	srv.Handle("GET /v1/breakers/{service}", op, c.read(c.handleBreaker))
+	srv.Handle("POST /v1/breakers/{service}/reset", op, c.write(c.handleBreakerReset))
+}
+
+// cycleErr maps the orchestrator's errors onto the API's.
+func cycleErr(err error) error {
+	var r *orchestrator.Refusal
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &r):
+		return api.Refused("%s", r.Reason)
+	case errors.Is(err, orchestrator.ErrUnknownService), errors.Is(err, orchestrator.ErrUnknownPackage), errors.Is(err, orchestrator.ErrUnknownCycle):
+		return api.NotFound("%v", err)
+	case errors.Is(err, cycle.ErrFinished):
+		return api.Conflict("%v", err)
+	}
+	return err
+}
+
+func (c *Controller) needOrchestrator() error {
+	if c.orch == nil {
+		return api.Unavailable("this server runs no orchestrator (it has no Consul client or no service definitions)")
+	}
+	return nil
+}
+
+func (c *Controller) handleStart(w http.ResponseWriter, r *http.Request) error {
+	if err := c.needOrchestrator(); err != nil {
+		return err
+	}
+	var req cycle.StartRequest
+	if err := api.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	if _, err := pkgstore.ParseDigest(req.Digest); err != nil {
+		return api.BadRequest("digest %q is not a package digest like sha256:<64 hex digits>", req.Digest)
+	}
+	if req.Service != "" && !serviceNameRE.MatchString(req.Service) {
+		return api.BadRequest("service name %q is not valid: use 1-63 lower-case letters, digits and hyphens, starting with a letter", req.Service)
+	}
+	if req.AtWindow {
+		return api.BadRequest("--at-window (staging for a schedule) is not available yet")
+	}
+	cy, err := c.orch.Start(r.Context(), orchestrator.StartRequest{StartRequest: req, By: api.Caller(r), Trigger: "manual"})
+	if err != nil {
+		var ref *orchestrator.Refusal
+		if errors.As(err, &ref) {
+			c.audit(r, "cycle.refused", req.Service, fmt.Sprintf("%s: %s", req.Digest, ref.Reason))
+		}
+		return cycleErr(err)
+	}
+	detail := fmt.Sprintf("deploy %s (%s) to pool %s", cy.Package.Version, cy.Package.Digest, cy.Target)
+	if req.Force {
+		detail += " (forced outside the deploy windows)"
+	}
+	c.audit(r, "cycle.start", cy.ID, detail)
+	return api.WriteJSON(w, http.StatusCreated, cy)
+}
+
+func (c *Controller) handleCycles(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	svc := q.Get("service")
+	if svc != "" && !serviceNameRE.MatchString(svc) {
+		return api.BadRequest("service name %q is not valid", svc)
+	}
+	limit := 20
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return api.BadRequest("limit %q is not a whole number of 0 or more", s)
+		}
+		limit = n
+	}
+	out := c.store.Cycles(svc, limit)
+	if out == nil {
+		out = []cycle.Cycle{}
+	}
+	return api.WriteJSON(w, http.StatusOK, out)
+}
+
+func (c *Controller) cycleFor(r *http.Request) (cycle.Cycle, error) {
+	id := r.PathValue("id")
+	cy, ok := c.store.Cycle(id)
+	if !ok {
+		return cycle.Cycle{}, api.NotFound("no cycle %q; `cyclerctl history` lists the cycles", id)
+	}
+	return cy, nil
+}
+
+func (c *Controller) handleCycle(w http.ResponseWriter, r *http.Request) error {
+	cy, err := c.cycleFor(r)
+	if err != nil {
+		return err
+	}
+	return api.WriteJSON(w, http.StatusOK, cy)
+}
+
+// handleEvents streams the cycle as newline-delimited JSON, one document
+// per committed revision above ?rev, until it reaches a terminal phase.
+// Any server answers from its own replica, so a client whose server dies
+// reconnects to another one with the last revision it saw.
+func (c *Controller) handleEvents(w http.ResponseWriter, r *http.Request) error {
+	var after uint64
+	if s := r.URL.Query().Get("rev"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return api.BadRequest("rev %q is not a revision number", s)
+		}
+		after = n
+	}
+	if _, err := c.cycleFor(r); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	for {
+		changed := c.store.Changed()
+		cy, _ := c.store.Cycle(r.PathValue("id"))
+		if cy.Rev > after {
+			if err := enc.Encode(cy); err != nil {
+				return nil // the client went away
+			}
+			_ = rc.Flush()
+			after = cy.Rev
+		}
+		if cy.Phase.Terminal() {
+			return nil
+		}
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+func (c *Controller) handleAbort(w http.ResponseWriter, r *http.Request) error {
+	if err := c.needOrchestrator(); err != nil {
+		return err
+	}
+	var req cycle.AbortRequest
+	if err := api.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	cy, err := c.orch.Abort(r.Context(), r.PathValue("id"), req.Reason)
+	if err != nil {
+		return cycleErr(err)
+	}
+	c.audit(r, "cycle.abort", cy.ID, req.Reason)
+	return api.WriteJSON(w, http.StatusOK, cy)
+}
+
+func (c *Controller) handlePause(paused bool) api.HandlerFunc {
+	action := "cycle.resume"
+	if paused {
+		action = "cycle.pause"
+	}
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := c.needOrchestrator(); err != nil {
+			return err
+		}
+		cy, err := c.orch.Pause(r.Context(), r.PathValue("id"), paused)
+		if err != nil {
+			return cycleErr(err)
+		}
+		c.audit(r, action, cy.ID, "")
+		return api.WriteJSON(w, http.StatusOK, cy)
+	}
+}
+
+func (c *Controller) handleRollback(w http.ResponseWriter, r *http.Request) error {
+	if err := c.needOrchestrator(); err != nil {
+		return err
+	}
+	name, err := serviceName(r)
+	if err != nil {
+		return err
+	}
+	var req cycle.RollbackRequest
+	if err := api.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	cy, err := c.orch.Rollback(r.Context(), name, api.Caller(r), req)
+	if err != nil {
+		var ref *orchestrator.Refusal
+		if errors.As(err, &ref) {
+			c.audit(r, "cycle.refused", name, "rollback: "+ref.Reason)
+		}
+		return cycleErr(err)
+	}
+	c.audit(r, "cycle.rollback", cy.ID, fmt.Sprintf("%s to %s on pool %s", cy.Kind, cy.Package.Version, cy.Target))
+	return api.WriteJSON(w, http.StatusCreated, cy)
+}
+
+func (c *Controller) handleBreakers(w http.ResponseWriter, _ *http.Request) error {
+	if err := c.needOrchestrator(); err != nil {
+		return err
+	}
+	out := c.orch.Breakers()
+	if out == nil {
+		out = []cycle.BreakerStatus{}
+	}
+	return api.WriteJSON(w, http.StatusOK, out)
+}
+
+func (c *Controller) handleBreaker(w http.ResponseWriter, r *http.Request) error {
+	if err := c.needOrchestrator(); err != nil {
+		return err
+	}
+	st, err := c.orch.Breaker(r.PathValue("service"))
+	if err != nil {
+		return cycleErr(err)
+	}
+	return api.WriteJSON(w, http.StatusOK, st)
+}
+
+func (c *Controller) handleBreakerReset(w http.ResponseWriter, r *http.Request) error {
+	if err := c.needOrchestrator(); err != nil {
+		return err
+	}
+	name, err := serviceName(r)
+	if err != nil {
+		return err
+	}
+	st, err := c.orch.ResetBreaker(r.Context(), name)
+	if err != nil {
+		return cycleErr(err)
+	}
+	c.audit(r, "breaker.reset", name, "")
+	return api.WriteJSON(w, http.StatusOK, st)
+}

@@ -1,0 +1,438 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cyclerhq/cycler/agent"
+	"github.com/cyclerhq/cycler/cycle"
+	"github.com/cyclerhq/cycler/fleet"
+	"github.com/cyclerhq/cycler/pool"
+	"github.com/cyclerhq/cycler/raftstore"
+	"github.com/cyclerhq/cycler/smoke"
+)
+
+// patch re-reads cycle id, applies fn and commits, retrying when an
+// operator's change (pause, abort) landed in between. Steps use it to
+// record results that took a while to gather.
+func (o *Orchestrator) patch(ctx context.Context, id string, fn func(c *cycle.Cycle)) (cycle.Cycle, error) {
+	for {
+		c, ok := o.cfg.Store.Cycle(id)
+		if !ok {
+			return cycle.Cycle{}, fmt.Errorf("cycle %s is gone", id)
+		}
+		if c.Phase.Terminal() {
+			return c, cycle.ErrFinished
+		}
+		fn(&c)
+		next, err := o.update(ctx, c)
+		if errors.Is(err, cycle.ErrConflict) {
+			continue
+		}
+		return next, err
+	}
+}
+
+// agentsByInstance lists the service's agents.
+func (o *Orchestrator) agentsByInstance(ctx context.Context, service string) (map[string]fleet.Agent, error) {
+	list, err := o.cfg.Fleet.Agents(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]fleet.Agent, len(list))
+	for _, a := range list {
+		out[a.Instance] = a
+	}
+	return out, nil
+}
+
+func poolIDs(agents map[string]fleet.Agent, p string) []string {
+	var out []string
+	for id, a := range agents {
+		if a.Pool == p {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func union(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// ---- preflight ----
+
+func (o *Orchestrator) preflightStep(ctx context.Context, log *zap.Logger, c cycle.Cycle, spec Spec) error {
+	if err := o.preflight(ctx, spec, c.Kind, c.Forced, c.ID); err != nil {
+		var r *Refusal
+		if errors.As(err, &r) {
+			return o.finish(ctx, log, c, cycle.Aborted, "preflight: "+r.Reason)
+		}
+		return err
+	}
+	if c.Kind == cycle.KindRollback {
+		return o.move(ctx, log, c, cycle.Switch, fmt.Sprintf("flipping to the warm standby pool %s on %s", c.Target, c.Package.Version))
+	}
+	return o.move(ctx, log, c, cycle.Hide, fmt.Sprintf("hiding pool %s", c.Target))
+}
+
+// ---- hide ----
+
+func (o *Orchestrator) hideStep(ctx context.Context, log *zap.Logger, c cycle.Cycle, spec Spec) error {
+	agents, err := o.agentsByInstance(ctx, c.Service)
+	if err != nil {
+		return err
+	}
+	if len(c.Hosts) == 0 {
+		ids := poolIDs(agents, c.Target)
+		if len(ids) == 0 {
+			return o.finish(ctx, log, c, cycle.Aborted, fmt.Sprintf("no cyclerd-agent is registered for pool %s of %q", c.Target, c.Service))
+		}
+		for _, id := range ids {
+			c.Hosts = append(c.Hosts, cycle.Host{Instance: id, Pool: c.Target})
+		}
+		_, err := o.update(ctx, c)
+		return err
+	}
+	st, has := o.cfg.Store.Service(c.Service)
+	ids := make([]string, 0, len(c.Hosts))
+	for _, h := range c.Hosts {
+		ids = append(ids, h.Instance)
+	}
+	if c.HideGeneration == 0 {
+		if has && len(union(st.Hidden, ids)) == len(st.Hidden) {
+			// Already hidden (the standby of the last cycle): no new
+			// generation and no drain are needed.
+			c.HideGeneration, c.DrainUntil = st.Generation, o.now()
+		} else {
+			c.HideGeneration = st.Generation + 1
+		}
+		_, err := o.update(ctx, c)
+		return err
+	}
+	gen := c.HideGeneration
+	if !has || st.Generation < gen {
+		next := st
+		if !has {
+			next = raftstore.ServiceState{Service: c.Service, Live: other(c.Target)}
+		}
+		next.Generation, next.Hidden = gen, union(st.Hidden, ids)
+		_, err := o.cfg.Store.SetServiceState(ctx, next)
+		return err
+	}
+	if err := o.cfg.Discovery.PublishState(ctx, c.Service, toPoolState(st)); err != nil {
+		return err
+	}
+	var failed []string
+	for _, h := range c.Hosts {
+		if h.Failed {
+			continue
+		}
+		a, ok := agents[h.Instance]
+		if !ok {
+			failed = append(failed, h.Instance+": its cyclerd-agent is no longer registered in Consul")
+			continue
+		}
+		if _, err := o.cfg.Fleet.SetHidden(ctx, a, gen, true); err != nil {
+			if !a.Passing {
+				failed = append(failed, fmt.Sprintf("%s: agent unreachable and failing in Consul: %v", h.Instance, err))
+				continue
+			}
+			return fmt.Errorf("hide %s: %w", h.Instance, err)
+		}
+	}
+	if len(failed) > 0 {
+		return o.hostFailures(ctx, log, c, spec, failed, "hide")
+	}
+	if has && !poolRelease(st, st.Live).IsZero() {
+		if err := o.waitAcks(ctx, c.Service, gen); err != nil {
+			return err
+		}
+	}
+	if c.DrainUntil.IsZero() {
+		c.DrainUntil = o.now().Add(spec.Drain)
+		_, err := o.update(ctx, c)
+		return err
+	}
+	if d := c.DrainUntil.Sub(o.now()); d > 0 {
+		if !sleep(ctx, d) {
+			return ctx.Err()
+		}
+	}
+	return o.move(ctx, log, c, cycle.Deploy, fmt.Sprintf("deploying %s to pool %s", c.Package.Version, c.Target))
+}
+
+// hostFailures marks hosts failed (each "instance: why"), counts them
+// against the breaker and aborts the cycle past the failure limit.
+func (o *Orchestrator) hostFailures(ctx context.Context, log *zap.Logger, c cycle.Cycle, spec Spec, failed []string, step string) error {
+	now := o.now()
+	next, err := o.patch(ctx, c.ID, func(c *cycle.Cycle) {
+		for _, f := range failed {
+			id, why, _ := strings.Cut(f, ": ")
+			if h := c.Host(id); h != nil && !h.Failed {
+				h.Failed = true
+				if h.Deploy == nil {
+					h.Deploy = &cycle.Step{Error: step + ": " + why, StartedAt: now, FinishedAt: now}
+				}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for range failed {
+		o.breakers.failure(c.Service, spec)
+	}
+	return o.checkFailures(ctx, log, next, spec)
+}
+
+// checkFailures aborts c when more hosts failed than the limit allows.
+// It returns errWaiting-free nil when the cycle may go on.
+func (o *Orchestrator) checkFailures(ctx context.Context, log *zap.Logger, c cycle.Cycle, spec Spec) error {
+	n, limit := c.Failures(), spec.failureLimit(len(c.Hosts))
+	if n <= limit {
+		return nil
+	}
+	o.breakers.failure(c.Service, spec)
+	var why []string
+	for _, h := range c.Hosts {
+		if h.Failed {
+			why = append(why, h.Instance+": "+hostError(h))
+		}
+	}
+	return o.finish(ctx, log, c, cycle.Aborted, fmt.Sprintf("%d of %d hosts failed in %s, more than failure_limit allows (%d); pool %s stays hidden and users never saw %s (%s)",
+		n, len(c.Hosts), c.Phase, limit, c.Target, c.Package.Version, strings.Join(why, "; ")))
+}
+
+func hostError(h cycle.Host) string {
+	switch {
+	case h.Smoke != nil && !h.Smoke.OK:
+		return h.Smoke.Error
+	case h.Deploy != nil && !h.Deploy.OK:
+		return h.Deploy.Error
+	}
+	return "failed"
+}
+
+// waitAcks returns nil once every LB serving service acked gen or later.
+func (o *Orchestrator) waitAcks(ctx context.Context, service string, gen uint64) error {
+	lbs, err := o.cfg.Discovery.LBs(ctx, service)
+	if err != nil {
+		return err
+	}
+	acks, err := o.cfg.Discovery.Acks(ctx, service)
+	if err != nil {
+		return err
+	}
+	var behind []string
+	for _, l := range lbs {
+		a := acks[l.ID]
+		if a.Generation < gen {
+			s := fmt.Sprintf("%s at generation %d", l.ID, a.Generation)
+			if a.Refused != "" {
+				s += " (refused: " + a.Refused + ")"
+			} else if a.LastError != "" {
+				s += " (" + a.LastError + ")"
+			}
+			behind = append(behind, s)
+		}
+	}
+	if len(behind) > 0 {
+		return waiting("LBs have not acked generation %d: %s", gen, strings.Join(behind, "; "))
+	}
+	return nil
+}
+
+// ---- deploy ----
+
+func (o *Orchestrator) deployStep(ctx context.Context, log *zap.Logger, c cycle.Cycle, spec Spec) error {
+	var pending []cycle.Host
+	for _, h := range c.Hosts {
+		if !h.Failed && h.Deploy == nil {
+			pending = append(pending, h)
+		}
+	}
+	if len(pending) == 0 {
+		return o.move(ctx, log, c, cycle.Smoke, fmt.Sprintf("smoke-testing %d hosts of pool %s", len(c.Hosts)-c.Failures(), c.Target))
+	}
+	agents, err := o.agentsByInstance(ctx, c.Service)
+	if err != nil {
+		return err
+	}
+	batch := pending[:min(max(spec.MaxParallel, 1), len(pending))]
+	steps := make([]*cycle.Step, len(batch))
+	var wg sync.WaitGroup
+	for i, h := range batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			steps[i] = o.install(ctx, log, c, agents, h.Instance)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err() // a new leader installs again; the agent answers with the same result
+	}
+	failures := 0
+	next, err := o.patch(ctx, c.ID, func(c *cycle.Cycle) {
+		for i, h := range batch {
+			if e := c.Host(h.Instance); e != nil && steps[i] != nil {
+				e.Deploy = steps[i]
+				e.Failed = !steps[i].OK
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range steps {
+		if s != nil && !s.OK {
+			failures++
+			o.breakers.failure(c.Service, spec)
+		}
+	}
+	if failures > 0 {
+		return o.checkFailures(ctx, log, next, spec)
+	}
+	return nil
+}
+
+func (o *Orchestrator) install(ctx context.Context, log *zap.Logger, c cycle.Cycle, agents map[string]fleet.Agent, id string) *cycle.Step {
+	start := o.now()
+	step := &cycle.Step{StartedAt: start}
+	a, ok := agents[id]
+	if !ok {
+		step.Error = "its cyclerd-agent is no longer registered in Consul"
+		step.FinishedAt = o.now()
+		return step
+	}
+	res, err := o.cfg.Fleet.Install(ctx, a, c.Package.Digest)
+	step.FinishedAt = o.now()
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case err != nil:
+		step.Error = err.Error()
+	case res.Outcome == agent.OutcomeFailed:
+		step.Error = fmt.Sprintf("%s: %s", res.Step, res.Error)
+		if res.RolledBack {
+			step.Error += " (the host was put back on its previous release)"
+		}
+	case res.Current == nil || res.Current.Digest != c.Package.Digest:
+		step.Error = "the agent reports a different current release after the install"
+	default:
+		step.OK, step.Detail = true, string(res.Outcome)+" "+res.Current.Dir
+	}
+	o.cfg.Observer.HostInstall(c.Service, step.OK, step.FinishedAt.Sub(start))
+	log.Info("host deployed", zap.String("instance", id), zap.Bool("ok", step.OK), zap.String("error", step.Error))
+	return step
+}
+
+// ---- smoke ----
+
+func (o *Orchestrator) smokeStep(ctx context.Context, log *zap.Logger, c cycle.Cycle, spec Spec) error {
+	var pending []cycle.Host
+	for _, h := range c.Hosts {
+		if !h.Failed && h.Smoke == nil {
+			pending = append(pending, h)
+		}
+	}
+	if len(pending) == 0 {
+		good := len(c.Hosts) - c.Failures()
+		if good < spec.MinLive {
+			o.breakers.failure(c.Service, spec)
+			return o.finish(ctx, log, c, cycle.Aborted, fmt.Sprintf("only %d hosts of pool %s passed deploy and smoke, fewer than min_live %d; the pool stays hidden", good, c.Target, spec.MinLive))
+		}
+		if c.Kind == cycle.KindRecycle {
+			return o.finishRecycle(ctx, log, c, spec)
+		}
+		return o.move(ctx, log, c, cycle.Switch, fmt.Sprintf("switching the LBs to pool %s", c.Target))
+	}
+	insts, err := o.cfg.Discovery.Instances(ctx, c.Service)
+	if err != nil {
+		return err
+	}
+	byID := map[string]pool.Instance{}
+	for _, in := range insts.All {
+		byID[in.ID] = in
+	}
+	var targets []smoke.Target
+	for _, h := range pending {
+		in, ok := byID[h.Instance]
+		if !ok {
+			return waiting("instance %s is not registered in Consul yet", h.Instance)
+		}
+		targets = append(targets, smoke.Target{Host: in.Address, Port: in.Port, Version: c.Package.Version, InstanceID: h.Instance})
+	}
+	results := o.cfg.Smoke.RunAll(ctx, targets, spec.smokeChecks(), len(targets))
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	now := o.now()
+	failures := 0
+	next, err := o.patch(ctx, c.ID, func(c *cycle.Cycle) {
+		for _, r := range results {
+			h := c.Host(r.Target.InstanceID)
+			if h == nil {
+				continue
+			}
+			h.Address, h.Port, h.Checks = r.Target.Host, r.Target.Port, r.Checks
+			st := &cycle.Step{OK: r.Passed, StartedAt: now.Add(-time.Duration(r.DurationMS) * time.Millisecond), FinishedAt: now}
+			if !r.Passed {
+				var why []string
+				for _, f := range r.Failed() {
+					why = append(why, f.Name+": "+f.Error)
+				}
+				st.Error = "smoke: " + strings.Join(why, "; ")
+				h.Failed = true
+			}
+			h.Smoke = st
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range results {
+		for _, ch := range r.Checks {
+			o.cfg.Observer.SmokeCheck(c.Service, ch.Passed)
+		}
+		if !r.Passed {
+			failures++
+			o.breakers.failure(c.Service, spec)
+			log.Warn("smoke failed", zap.String("instance", r.Target.InstanceID))
+		}
+	}
+	if failures > 0 {
+		return o.checkFailures(ctx, log, next, spec)
+	}
+	return nil
+}
+
+// finishRecycle records the refreshed standby pool and ends a recycle.
+func (o *Orchestrator) finishRecycle(ctx context.Context, log *zap.Logger, c cycle.Cycle, spec Spec) error {
+	st, _ := o.cfg.Store.Service(c.Service)
+	if poolRelease(st, c.Target) != c.Package {
+		next := st
+		next.Generation++
+		setPoolRelease(&next, c.Target, c.Package)
+		if _, err := o.cfg.Store.SetServiceState(ctx, next); err != nil {
+			return err
+		}
+		return nil
+	}
+	if err := o.cfg.Discovery.PublishState(ctx, c.Service, toPoolState(st)); err != nil {
+		return err
+	}
+	o.breakers.success(c.Service, spec)
+	return o.finish(ctx, log, c, cycle.Done, fmt.Sprintf("standby pool %s refreshed to %s", c.Target, c.Package.Version))
+}
