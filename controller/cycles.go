@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/cyclerhq/cycler/api"
 	"github.com/cyclerhq/cycler/cycle"
@@ -136,8 +137,24 @@ func (c *Controller) handleEvents(w http.ResponseWriter, r *http.Request) error 
 		}
 		after = n
 	}
-	if _, err := c.cycleFor(r); err != nil {
-		return err
+	// A client that started the cycle through the leader may reach a
+	// follower that has not applied it yet: give replication a moment
+	// before answering 404.
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	for {
+		changed := c.store.Changed()
+		if _, err := c.cycleFor(r); err == nil {
+			break
+		}
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+			return nil
+		case <-deadline.C:
+			_, err := c.cycleFor(r)
+			return err
+		}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

@@ -48,7 +48,11 @@ func stateKey(service string) string { return "gobreaker:state:" + service }
 func (b *breakers) get(spec Spec) (*gobreaker.DistributedCircuitBreaker[struct{}], error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if e := b.cb[spec.Name]; e != nil && e.failures == spec.BreakerFailures && e.cooldown == spec.BreakerCooldown {
+	// A missing shared state (never created, or deleted by a reset) must be
+	// re-created by NewDistributedCircuitBreaker: gobreaker's Execute fails
+	// without one, and only it knows the shape of a fresh state.
+	_, stored := b.store.BreakerData(stateKey(spec.Name))
+	if e := b.cb[spec.Name]; stored && e != nil && e.failures == spec.BreakerFailures && e.cooldown == spec.BreakerCooldown {
 		return e.cb, nil
 	}
 	threshold := max(spec.BreakerFailures, 1)
@@ -124,17 +128,11 @@ func (b *breakers) status(service string, spec Spec) cycle.BreakerStatus {
 	return out
 }
 
-// reset closes the breaker: a fresh closed state with the next generation,
-// so gobreaker drops any result still in flight from before.
+// reset closes the breaker: its shared state is deleted, and the next
+// use creates a fresh, closed one.
 func (b *breakers) reset(ctx context.Context, service string) error {
-	var sh gobreaker.SharedState
-	if data, ok := b.store.BreakerData(stateKey(service)); ok {
-		_ = json.Unmarshal(data, &sh)
-	}
-	fresh := gobreaker.SharedState{State: gobreaker.StateClosed, Generation: sh.Generation + 1}
-	data, err := json.Marshal(fresh)
-	if err != nil {
-		return err
-	}
-	return b.store.SetBreakerData(ctx, stateKey(service), data)
+	b.mu.Lock()
+	delete(b.cb, service)
+	b.mu.Unlock()
+	return b.store.SetBreakerData(ctx, stateKey(service), nil)
 }

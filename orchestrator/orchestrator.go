@@ -148,8 +148,15 @@ func (o *Orchestrator) republish(ctx context.Context) {
 	}
 }
 
-// drive runs one cycle's steps until it ends or ctx ends.
+// drive runs one cycle's steps until it ends or ctx ends. A panic in a
+// step is logged and ends this goroutine only; Run starts the cycle again
+// on the next state change, and the server keeps serving.
 func (o *Orchestrator) drive(ctx context.Context, id string) {
+	defer func() {
+		if r := recover(); r != nil {
+			o.log.Error("cycle step panicked", zap.String("cycle_id", id), zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
 	log := o.log
 	backoff := o.cfg.Retry
 	for ctx.Err() == nil {
@@ -307,10 +314,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 type nopObserver struct{}
 
-func (nopObserver) CycleFinished(string, string, string)         {}
-func (nopObserver) PhaseDuration(string, string, time.Duration)  {}
-func (nopObserver) HostInstall(string, bool, time.Duration)      {}
-func (nopObserver) SmokeCheck(string, bool)                      {}
-func (nopObserver) LBAck(string, string, time.Duration)          {}
-func (nopObserver) SetBreaker(string, string)                    {}
-func (nopObserver) SetCycleActive(string, bool)                  {}
+func (nopObserver) CycleFinished(string, string, string)        {}
+func (nopObserver) PhaseDuration(string, string, time.Duration) {}
+func (nopObserver) HostInstall(string, bool, time.Duration)     {}
+func (nopObserver) SmokeCheck(string, bool)                     {}
+func (nopObserver) LBAck(string, string, time.Duration)         {}
+func (nopObserver) SetBreaker(string, string)                   {}
+func (nopObserver) SetCycleActive(string, bool)                 {}

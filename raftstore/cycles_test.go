@@ -86,3 +86,30 @@ func TestCycleLockAndRevisions(t *testing.T) {
 		}
 	}
 }
+
+// TestPackageRefsKeepLastKnownGood: the release live before the newest
+// finished cycle, and a running cycle's package, are never garbage.
+func TestPackageRefsKeepLastKnownGood(t *testing.T) {
+	c := NewTestCluster(t, 1)
+	s := c.WaitLeader()
+	ctx := context.Background()
+	cy := newCycle("web")
+	cy.Package = cycle.Release{Version: "2", Digest: "sha256:22"}
+	cy.Previous = cycle.Release{Version: "1", Digest: "sha256:11"}
+	cur, err := s.CreateCycle(ctx, cy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refs := s.PackageRefs(); len(refs["sha256:22"]) == 0 {
+		t.Errorf("a running cycle's package is not referenced: %v", refs)
+	}
+	for _, p := range []cycle.Phase{cycle.Hide, cycle.Deploy, cycle.Smoke, cycle.Switch, cycle.Bake, cycle.Standby, cycle.Done} {
+		cur.Phase = p
+		if cur, err = s.UpdateCycle(ctx, cur); err != nil {
+			t.Fatalf("move to %s: %v", p, err)
+		}
+	}
+	if refs := s.PackageRefs(); len(refs["sha256:11"]) == 0 {
+		t.Errorf("the last-known-good package is not referenced: %v", refs)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cyclerhq/cycler/cycle"
 	"regexp"
 	"sort"
 	"time"
@@ -121,6 +122,29 @@ func packageRefs(st *State) map[string][]string {
 				role = "live"
 			}
 			refs[p.rel.Digest] = append(refs[p.rel.Digest], fmt.Sprintf("%s package of service %s (pool %s)", role, n, p.pool))
+		}
+	}
+	// The last-known-good package: what was live before the newest cycle
+	// that finished, so `cyclerctl rollback` can still redeploy it when
+	// the standby pool no longer holds it. Active cycles' packages are
+	// kept too, so GC cannot pull a blob from under an install.
+	svcs := make([]string, 0, len(st.Cycles))
+	for n := range st.Cycles {
+		svcs = append(svcs, n)
+	}
+	sort.Strings(svcs)
+	for _, n := range svcs {
+		cs := st.Cycles[n]
+		for i := len(cs) - 1; i >= 0; i-- {
+			c := cs[i]
+			if c.Active() && c.Package.Digest != "" {
+				refs[c.Package.Digest] = append(refs[c.Package.Digest], fmt.Sprintf("package of running cycle %s", c.ID))
+				continue
+			}
+			if c.Phase == cycle.Done && c.Previous.Digest != "" {
+				refs[c.Previous.Digest] = append(refs[c.Previous.Digest], fmt.Sprintf("last-known-good package of service %s (live before cycle %s)", n, c.ID))
+				break
+			}
 		}
 	}
 	return refs
