@@ -23,8 +23,12 @@ func (w Window) contains(t time.Time) bool {
 	if len(w.Days) > 0 && !slices.Contains(w.Days, lt.Weekday()) {
 		return false
 	}
-	open, close := w.bounds(lt)
-	return !lt.Before(open) && lt.Before(close)
+	// Compare wall-clock time of day, not instants: on the day clocks go
+	// back, 02:30 happens twice and both are inside a 02:30-04:00 window;
+	// on the day they go forward, the window starts at the first wall
+	// time that exists after its start.
+	wall := time.Duration(lt.Hour())*time.Hour + time.Duration(lt.Minute())*time.Minute + time.Duration(lt.Second())*time.Second
+	return wall >= w.Start && wall < w.End
 }
 
 // bounds returns the day's opening and closing times. They are built from
