@@ -426,6 +426,32 @@ func (w Window) Contains(t time.Time) bool {
 	return m >= start && m < end
 }
 
+// NextOpen returns when the window next opens after t, looking eight days
+// ahead; false when it has no valid times. The opening is the window's
+// start time on the wall clock of its zone (time.Date settles a start
+// that a DST change skips or repeats).
+func (w Window) NextOpen(t time.Time) (time.Time, bool) {
+	start, okS := clockMinutes(w.Start, false)
+	end, okE := clockMinutes(w.End, true)
+	if !okS || !okE || end <= start {
+		return time.Time{}, false
+	}
+	loc := w.Location()
+	lt := t.In(loc)
+	for i := range 9 {
+		day := lt.AddDate(0, 0, i)
+		if len(w.Days) > 0 && !containsString(w.Days, weekdays[day.Weekday()]) {
+			continue
+		}
+		y, m, d := day.Date()
+		open := time.Date(y, m, d, start/60, start%60, 0, 0, loc)
+		if open.After(t) {
+			return open, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // InWindow reports whether a cycle may start at t: the service has no
 // windows, or t falls inside one of them.
 func (s Service) InWindow(t time.Time) bool {

@@ -120,24 +120,13 @@ func (a *testAgent) AppURL() string { return fmt.Sprintf("http://127.0.0.1:%d", 
 // startAgent starts an agent for instance web-<pool>-<n> on free ports.
 func (e *hostsEnv) startAgent(pool, instance string) *testAgent {
 	e.t.Helper()
-	ports := freePorts(e.t, 2)
-	dir := filepath.Join(e.t.TempDir(), "agent-"+instance)
-	a := &testAgent{Instance: instance, Pool: pool, APIAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), AppPort: ports[1],
-		DataDir: filepath.Join(dir, "data")}
-	// Registered before the agent, so it runs after the agent's own
-	// Cleanup: a test that failed half-way may leave an app the agent no
-	// longer supervises.
-	e.t.Cleanup(func() { killLeftoverApp(e.t, a.DataDir) })
-	a.Cyclerd = harness.StartCyclerd(e.t, harness.CyclerdOptions{
-		Role: "agent", Name: "agent-" + instance, Dir: dir, APIAddr: a.APIAddr,
-		Config: agentConfig(a, e.server.APIAddr, e.consul.HTTPAddr),
-	})
-	return a
+	return startAgentWith(e.t, []string{e.server.APIAddr}, e.consul.HTTPAddr, pool, instance)
 }
 
 // agentConfig renders an agent's config. Consul checks run every second,
 // and the agent stops its app when it stops.
-func agentConfig(a *testAgent, serverAddr, consulAddr string) string {
+func agentConfig(a *testAgent, servers []string, consulAddr string) string {
+	list, _ := json.Marshal(servers) // an HCL list of strings is a JSON array
 	return fmt.Sprintf(`node_id  = %q
 data_dir = %q
 log {
@@ -158,7 +147,7 @@ api {
 consul {
   address = %q
 }
-servers      = [%q]
+servers      = %s
 server_token = %q
 service      = "web"
 pool         = %q
@@ -171,7 +160,7 @@ app {
   health_timeout  = "20s"
   stop_with_agent = true
 }
-`, "host-"+a.Instance, a.DataDir, a.APIAddr, agentAPISecret, agentOpsSecret, consulAddr, serverAddr, fleetSecret, a.Pool, a.Instance, a.AppPort)
+`, "host-"+a.Instance, a.DataDir, a.APIAddr, agentAPISecret, agentOpsSecret, consulAddr, list, fleetSecret, a.Pool, a.Instance, a.AppPort)
 }
 
 // killLeftoverApp kills the app recorded in an agent's state file if it
@@ -260,20 +249,7 @@ func (e *hostsEnv) hosts(ctx context.Context) []controller.Host {
 
 // appVersion is the version the app at url answers with, or an error.
 func appVersion(ctx context.Context, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := freshHTTP.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var a appAnswer
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&a) != nil {
-		return "", fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
-	}
-	return a.Version, nil
+	return versionVia(ctx, freshHTTP, url)
 }
 
 // wantVersion fails unless the app of a answers version.

@@ -235,11 +235,12 @@ func startAgentWith(t *testing.T, servers []string, consulAddr, pool, instance s
 	dir := filepath.Join(t.TempDir(), "agent-"+instance)
 	a := &testAgent{Instance: instance, Pool: pool, APIAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), AppPort: ports[1],
 		DataDir: filepath.Join(dir, "data")}
+	// Registered before the agent, so it runs after the agent's own
+	// Cleanup: a test that failed half-way may leave an app the agent no
+	// longer supervises.
 	t.Cleanup(func() { killLeftoverApp(t, a.DataDir) })
-	cfg := agentConfig(a, servers[0], consulAddr)
-	list, _ := json.Marshal(servers)
-	cfg = strings.Replace(cfg, fmt.Sprintf("servers      = [%q]", servers[0]), "servers      = "+string(list), 1)
-	a.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{Role: "agent", Name: "agent-" + instance, Dir: dir, APIAddr: a.APIAddr, Config: cfg})
+	a.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{Role: "agent", Name: "agent-" + instance, Dir: dir, APIAddr: a.APIAddr,
+		Config: agentConfig(a, servers, consulAddr)})
 	return a
 }
 

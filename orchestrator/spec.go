@@ -3,18 +3,11 @@ package orchestrator
 import (
 	"time"
 
+	"github.com/cyclerhq/cycler/config"
 	"github.com/cyclerhq/cycler/cycle"
 	"github.com/cyclerhq/cycler/pool"
 	"github.com/cyclerhq/cycler/raftstore"
 	"github.com/cyclerhq/cycler/smoke"
-)
-
-// Standby policies.
-const (
-	// StandbyKeep leaves the old pool on its version, warm, for an instant rollback.
-	StandbyKeep = "keep"
-	// StandbyRefresh installs the new version on the old pool too.
-	StandbyRefresh = "refresh"
 )
 
 // Spec is a service's cycle definition, with every value parsed; cyclerd
@@ -25,17 +18,17 @@ type Spec struct {
 	MinLive int
 	// MaxParallel is how many hosts install at once.
 	MaxParallel int
-	// FailureCount, or FailurePercent when it is >= 0, is how many hosts of
-	// the target pool may fail and stay hidden while the cycle goes on.
-	FailureCount   int
-	FailurePercent int
+	// FailureLimit says how many of a target pool of hosts may fail and
+	// stay hidden while the cycle goes on (config.Service.FailureLimit).
+	// Nil means none may fail.
+	FailureLimit func(hosts int) int
 	// Drain is how long a newly hidden pool is left to finish its requests.
 	Drain time.Duration
 	// BakeTime is how long the new live pool is watched; BakeInterval
 	// spaces the bake rounds.
 	BakeTime     time.Duration
 	BakeInterval time.Duration
-	// Standby is StandbyKeep or StandbyRefresh.
+	// Standby is config.StandbyKeep or config.StandbyRefresh.
 	Standby string
 	// BreakerFailures trips the breaker; BreakerCooldown keeps it open.
 	BreakerFailures uint32
@@ -48,22 +41,22 @@ type Spec struct {
 	// Freeze, when set, is the reason the config freezes the service.
 	Freeze string
 	// Windows are when cycles may start; none means any time.
-	Windows []Window
+	Windows []config.Window
 }
 
 // defaultSpec is used to finish a switch or flip-back of a service whose
 // definition was removed mid-cycle.
 func defaultSpec(name string) Spec {
-	return Spec{Name: name, MinLive: 1, MaxParallel: 1, FailurePercent: -1, BreakerFailures: 3,
-		BreakerCooldown: 10 * time.Minute, Standby: StandbyKeep, BakeInterval: 2 * time.Second}
+	return Spec{Name: name, MinLive: 1, MaxParallel: 1, BreakerFailures: 3,
+		BreakerCooldown: 10 * time.Minute, Standby: config.StandbyKeep, BakeInterval: 2 * time.Second}
 }
 
 // failureLimit is how many of hosts may fail.
 func (s Spec) failureLimit(hosts int) int {
-	if s.FailurePercent >= 0 {
-		return hosts * s.FailurePercent / 100
+	if s.FailureLimit == nil {
+		return 0
 	}
-	return s.FailureCount
+	return s.FailureLimit(hosts)
 }
 
 func (s Spec) timeout(p cycle.Phase) time.Duration { return s.Timeouts[p] }

@@ -16,7 +16,12 @@ import (
 
 // Refusal is a cycle that was not started; nothing changed. The API answers
 // it as 409 "refused" and cyclerctl exits 2.
-type Refusal struct{ Reason string }
+type Refusal struct {
+	Reason string
+	// cold marks the refusal of a rollback whose standby pool is not warm;
+	// Rollback then redeploys the previous package instead.
+	cold bool
+}
 
 func (r *Refusal) Error() string { return r.Reason }
 
@@ -92,7 +97,8 @@ func (o *Orchestrator) preflight(ctx context.Context, spec Spec, kind cycle.Kind
 			}
 		}
 		if warm < spec.MinLive {
-			return refuse("the standby pool %s is not warm: %d of its hosts run %s and pass their health check, fewer than min_live %d", target, warm, want.Version, spec.MinLive)
+			return &Refusal{cold: true, Reason: fmt.Sprintf("the standby pool %s is not warm: %d of its hosts run %s and pass their health check, fewer than min_live %d",
+				target, warm, want.Version, spec.MinLive)}
 		}
 	}
 	if !has || poolRelease(st, st.Live).IsZero() {
@@ -223,28 +229,15 @@ func (o *Orchestrator) Rollback(ctx context.Context, service, by string, req cyc
 	if !sb.IsZero() && sb != live && (prev.IsZero() || sb == prev) {
 		err := o.preflight(ctx, spec, cycle.KindRollback, force, "")
 		var r *Refusal
-		if err == nil || !errors.As(err, &r) || !strings.Contains(r.Reason, "is not warm") {
-			if err != nil {
-				return cycle.Cycle{}, err
-			}
-			c := cycle.Cycle{Service: service, Kind: cycle.KindRollback, Trigger: "rollback", By: by, Forced: force, RequestID: req.RequestID,
-				Package: sb, Previous: live, From: st.Live, Target: standby, BaseGeneration: st.Generation,
-				Phase: cycle.Preflight, Message: "rollback to the warm standby"}
-			agents, err := o.cfg.Fleet.Agents(ctx, service)
-			if err != nil {
-				return cycle.Cycle{}, err
-			}
-			for _, a := range agents {
-				if a.Pool == standby {
-					c.Hosts = append(c.Hosts, cycle.Host{Instance: a.Instance, Pool: a.Pool})
-				}
-			}
-			created, err := o.cfg.Store.CreateCycle(ctx, c)
-			if errors.Is(err, cycle.ErrInProgress) {
-				return cycle.Cycle{}, refuse("%v", err)
-			}
-			return created, err
+		if err == nil {
+			return o.createRollback(ctx, cycle.Cycle{Service: service, Kind: cycle.KindRollback, Trigger: "rollback", By: by, Forced: force,
+				RequestID: req.RequestID, Package: sb, Previous: live, From: st.Live, Target: standby, BaseGeneration: st.Generation,
+				Phase: cycle.Preflight, Message: "rollback to the warm standby"})
 		}
+		if !errors.As(err, &r) || !r.cold {
+			return cycle.Cycle{}, err
+		}
+		// A cold standby: fall through to redeploying the previous package.
 	}
 	if prev.IsZero() {
 		return cycle.Cycle{}, refuse("the standby pool %s is not warm on an earlier release and no earlier release of %q is recorded; deploy the release you want", standby, service)
@@ -253,6 +246,25 @@ func (o *Orchestrator) Rollback(ctx context.Context, service, by string, req cyc
 		return cycle.Cycle{}, refuse("the previous release %s (%s) is no longer in the package store; push it again and deploy it", prev.Version, prev.Digest)
 	}
 	return o.Start(ctx, StartRequest{StartRequest: cycle.StartRequest{Service: service, Digest: prev.Digest, Force: force, RequestID: req.RequestID}, By: by, Trigger: "rollback"})
+}
+
+// createRollback commits an instant rollback cycle with the standby
+// pool's hosts, which it unhides in its switch step.
+func (o *Orchestrator) createRollback(ctx context.Context, c cycle.Cycle) (cycle.Cycle, error) {
+	agents, err := o.cfg.Fleet.Agents(ctx, c.Service)
+	if err != nil {
+		return cycle.Cycle{}, err
+	}
+	for _, a := range agents {
+		if a.Pool == c.Target {
+			c.Hosts = append(c.Hosts, cycle.Host{Instance: a.Instance, Pool: a.Pool})
+		}
+	}
+	created, err := o.cfg.Store.CreateCycle(ctx, c)
+	if errors.Is(err, cycle.ErrInProgress) {
+		return cycle.Cycle{}, refuse("%v", err)
+	}
+	return created, err
 }
 
 // previousRelease is the release that was live before live, from the

@@ -14,6 +14,7 @@ import (
 	"github.com/cyclerhq/cycler/agent"
 	"github.com/cyclerhq/cycler/cycle"
 	"github.com/cyclerhq/cycler/fleet"
+	"github.com/cyclerhq/cycler/lb"
 	"github.com/cyclerhq/cycler/pool"
 	"github.com/cyclerhq/cycler/raftstore"
 	"github.com/cyclerhq/cycler/smoke"
@@ -197,7 +198,7 @@ func (o *Orchestrator) hostFailures(ctx context.Context, log *zap.Logger, c cycl
 }
 
 // checkFailures aborts c when more hosts failed than the limit allows.
-// It returns errWaiting-free nil when the cycle may go on.
+// It returns nil when the cycle may go on.
 func (o *Orchestrator) checkFailures(ctx context.Context, log *zap.Logger, c cycle.Cycle, spec Spec) error {
 	n, limit := c.Failures(), spec.failureLimit(len(c.Hosts))
 	if n <= limit {
@@ -224,29 +225,44 @@ func hostError(h cycle.Host) string {
 	return "failed"
 }
 
-// waitAcks returns nil once every LB serving service acked gen or later.
-func (o *Orchestrator) waitAcks(ctx context.Context, service string, gen uint64) error {
+// lbAcks reads the LBs that serve service and their acknowledgements, and
+// describes the ones that have not acked gen yet.
+func (o *Orchestrator) lbAcks(ctx context.Context, service string, gen uint64) ([]LBInfo, map[string]lb.Ack, []string, error) {
 	lbs, err := o.cfg.Discovery.LBs(ctx, service)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	acks, err := o.cfg.Discovery.Acks(ctx, service)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	var behind []string
 	for _, l := range lbs {
 		a := acks[l.ID]
-		if a.Generation < gen {
-			s := fmt.Sprintf("%s at generation %d", l.ID, a.Generation)
-			if a.Refused != "" {
-				s += " (refused: " + a.Refused + ")"
-			} else if a.LastError != "" {
-				s += " (" + a.LastError + ")"
-			}
-			behind = append(behind, s)
+		if a.Generation >= gen {
+			continue
 		}
+		s := fmt.Sprintf("%s at generation %d", l.ID, a.Generation)
+		if a.Refused != "" {
+			s += " (refused: " + a.Refused + ")"
+		} else if a.LastError != "" {
+			s += " (" + a.LastError + ")"
+		}
+		behind = append(behind, s)
 	}
+	return lbs, acks, behind, nil
+}
+
+// waitAcks returns nil once every LB serving service acked gen or later.
+func (o *Orchestrator) waitAcks(ctx context.Context, service string, gen uint64) error {
+	_, _, behind, err := o.lbAcks(ctx, service, gen)
+	if err != nil {
+		return err
+	}
+	return behindErr(gen, behind)
+}
+
+func behindErr(gen uint64, behind []string) error {
 	if len(behind) > 0 {
 		return waiting("LBs have not acked generation %d: %s", gen, strings.Join(behind, "; "))
 	}

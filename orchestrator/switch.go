@@ -4,13 +4,17 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/cyclerhq/cycler/config"
 	"github.com/cyclerhq/cycler/cycle"
 	"github.com/cyclerhq/cycler/fleet"
+	"github.com/cyclerhq/cycler/lb"
 	"github.com/cyclerhq/cycler/smoke"
 )
 
@@ -23,20 +27,11 @@ func (o *Orchestrator) serving(ctx context.Context, service string, ids []string
 	}
 	n := 0
 	for _, in := range insts.All {
-		if in.Serving() && contains(ids, in.ID) {
+		if in.Serving() && slices.Contains(ids, in.ID) {
 			n++
 		}
 	}
 	return n, nil
-}
-
-func contains(ids []string, id string) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 func (c cycleHosts) good() []string {
@@ -125,10 +120,14 @@ func (o *Orchestrator) switchStep(ctx context.Context, log *zap.Logger, c cycle.
 	if err := o.cfg.Discovery.PublishState(ctx, c.Service, toPoolState(st)); err != nil {
 		return err
 	}
-	if recorded, err := o.recordAcks(ctx, c, gen); err != nil || recorded {
+	lbs, acks, behind, err := o.lbAcks(ctx, c.Service, gen)
+	if err != nil {
 		return err
 	}
-	if err := o.waitAcks(ctx, c.Service, gen); err != nil {
+	if recorded, err := o.recordAcks(ctx, c, gen, st.UpdatedAt, lbs, acks); err != nil || recorded {
+		return err
+	}
+	if err := behindErr(gen, behind); err != nil {
 		return err
 	}
 	if probe := o.probeLBs(ctx, c, spec); probe != "" {
@@ -141,32 +140,22 @@ func (o *Orchestrator) switchStep(ctx context.Context, log *zap.Logger, c cycle.
 }
 
 // recordAcks adds the LBs that acked gen to c.LBs, with the time from the
-// commit of gen to now. It reports whether it committed anything.
-func (o *Orchestrator) recordAcks(ctx context.Context, c cycle.Cycle, gen uint64) (bool, error) {
-	lbs, err := o.cfg.Discovery.LBs(ctx, c.Service)
-	if err != nil {
-		return false, err
-	}
-	acks, err := o.cfg.Discovery.Acks(ctx, c.Service)
-	if err != nil {
-		return false, err
-	}
-	st, _ := o.cfg.Store.Service(c.Service)
+// commit of gen (committed) to now. It reports whether it committed anything.
+func (o *Orchestrator) recordAcks(ctx context.Context, c cycle.Cycle, gen uint64, committed time.Time, lbs []LBInfo, acks map[string]lb.Ack) (bool, error) {
 	var add []cycle.LB
 	for _, l := range lbs {
-		a := acks[l.ID]
-		if a.Generation < gen || hasLB(c.LBs, l.ID) {
+		if acks[l.ID].Generation < gen || hasLB(c.LBs, l.ID) {
 			continue
 		}
 		now := o.now()
-		d := now.Sub(st.UpdatedAt)
-		add = append(add, cycle.LB{ID: l.ID, Generation: a.Generation, AckedAt: now, AckMS: d.Milliseconds()})
+		d := now.Sub(committed)
+		add = append(add, cycle.LB{ID: l.ID, Generation: acks[l.ID].Generation, AckedAt: now, AckMS: d.Milliseconds()})
 		o.cfg.Observer.LBAck(c.Service, l.ID, d)
 	}
 	if len(add) == 0 {
 		return false, nil
 	}
-	_, err = o.patch(ctx, c.ID, func(c *cycle.Cycle) {
+	_, err := o.patch(ctx, c.ID, func(c *cycle.Cycle) {
 		for _, l := range add {
 			if !hasLB(c.LBs, l.ID) {
 				c.LBs = append(c.LBs, l)
@@ -177,12 +166,7 @@ func (o *Orchestrator) recordAcks(ctx context.Context, c cycle.Cycle, gen uint64
 }
 
 func hasLB(lbs []cycle.LB, id string) bool {
-	for _, l := range lbs {
-		if l.ID == id {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(lbs, func(l cycle.LB) bool { return l.ID == id })
 }
 
 // lbTargets turns the LBs' front-end URLs into smoke targets.
@@ -284,7 +268,7 @@ func (o *Orchestrator) standbyStep(ctx context.Context, log *zap.Logger, c cycle
 	}
 	msg := fmt.Sprintf("%s is live on pool %s (generation %d)", c.Package.Version, c.Target, gen)
 	st, _ := o.cfg.Store.Service(c.Service)
-	if spec.Standby == StandbyRefresh && c.Kind == cycle.KindDeploy && poolRelease(st, other(c.Target)) != c.Package {
+	if spec.Standby == config.StandbyRefresh && c.Kind == cycle.KindDeploy && poolRelease(st, other(c.Target)) != c.Package {
 		for _, id := range old {
 			step := o.install(ctx, log, c, agents, id)
 			if step == nil {

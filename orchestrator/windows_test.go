@@ -3,6 +3,8 @@ package orchestrator
 import (
 	"testing"
 	"time"
+
+	"github.com/cyclerhq/cycler/config"
 )
 
 // TestWindowsAcrossDST: a 02:30-04:00 window in Europe/Berlin on the day
@@ -13,7 +15,7 @@ func TestWindowsAcrossDST(t *testing.T) {
 	if err != nil {
 		t.Skip("no tz database:", err)
 	}
-	w := Window{Name: "night", Start: 2*time.Hour + 30*time.Minute, End: 4 * time.Hour, Location: berlin}
+	w := config.Window{Name: "night", Start: "02:30", End: "04:00", TimeZone: "Europe/Berlin"}
 	tests := []struct {
 		name string
 		give time.Time
@@ -28,12 +30,12 @@ func TestWindowsAcrossDST(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := w.contains(tt.give); got != tt.want {
+			if got := w.Contains(tt.give); got != tt.want {
 				t.Errorf("contains(%s) = %v, want %v", tt.give.In(berlin), got, tt.want)
 			}
 		})
 	}
-	ok, next := inWindows([]Window{w}, time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC))
+	ok, next := inWindows([]config.Window{w}, time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC))
 	if ok || next != "2026-06-02 02:30 CEST" {
 		t.Errorf("inWindows at noon = %v, %q; want false and the next night's 02:30 CEST", ok, next)
 	}
