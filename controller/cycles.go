@@ -21,13 +21,13 @@ func (c *Controller) registerCycles(srv *api.Server) {
 	srv.Handle("GET /v1/cycles", op, c.read(c.handleCycles))
 	srv.Handle("GET /v1/cycles/{id}", op, c.read(c.handleCycle))
 	srv.Handle("GET /v1/cycles/{id}/events", op, c.handleEvents, api.WithoutTimeouts())
-	srv.Handle("POST /v1/cycles/{id}/abort", op, c.write(c.handleAbort))
-	srv.Handle("POST /v1/cycles/{id}/pause", op, c.write(c.handlePause(true)))
-	srv.Handle("POST /v1/cycles/{id}/resume", op, c.write(c.handlePause(false)))
+	srv.Handle("POST /v1/cycles/{id}/abort", op, c.write(c.withOrch(c.handleAbort)))
+	srv.Handle("POST /v1/cycles/{id}/pause", op, c.write(c.withOrch(c.handlePause(true))))
+	srv.Handle("POST /v1/cycles/{id}/resume", op, c.write(c.withOrch(c.handlePause(false))))
 	srv.Handle("POST /v1/services/{service}/rollback", op, c.write(c.handleRollback))
-	srv.Handle("GET /v1/breakers", op, c.read(c.handleBreakers))
-	srv.Handle("GET /v1/breakers/{service}", op, c.read(c.handleBreaker))
-	srv.Handle("POST /v1/breakers/{service}/reset", op, c.write(c.handleBreakerReset))
+	srv.Handle("GET /v1/breakers", op, c.read(c.withOrch(c.handleBreakers)))
+	srv.Handle("GET /v1/breakers/{service}", op, c.read(c.withOrch(c.handleBreaker)))
+	srv.Handle("POST /v1/breakers/{service}/reset", op, c.write(c.withOrch(c.handleBreakerReset)))
 }
 
 // cycleErr maps the orchestrator's errors onto the API's.
@@ -46,17 +46,22 @@ func cycleErr(err error) error {
 	return err
 }
 
-func (c *Controller) needOrchestrator() error {
-	if c.orch == nil {
-		return api.Unavailable("this server runs no orchestrator (it has no Consul client or no service definitions)")
+// errNoOrchestrator answers the cycle routes of a server built without an
+// orchestrator (tests and tools that embed the controller).
+var errNoOrchestrator = api.Unavailable("this server runs no orchestrator, so it cannot start or steer cycles")
+
+// withOrch runs h only on a server with an orchestrator. A handler that
+// decodes a body still checks it first, so bad input gets its own error.
+func (c *Controller) withOrch(h api.HandlerFunc) api.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if c.orch == nil {
+			return errNoOrchestrator
+		}
+		return h(w, r)
 	}
-	return nil
 }
 
 func (c *Controller) handleStart(w http.ResponseWriter, r *http.Request) error {
-	if err := c.needOrchestrator(); err != nil {
-		return err
-	}
 	var req cycle.StartRequest
 	if err := api.DecodeJSON(r, &req); err != nil {
 		return err
@@ -69,6 +74,9 @@ func (c *Controller) handleStart(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.AtWindow {
 		return api.BadRequest("--at-window (staging for a schedule) is not available yet")
+	}
+	if c.orch == nil {
+		return errNoOrchestrator
 	}
 	cy, err := c.orch.Start(r.Context(), orchestrator.StartRequest{StartRequest: req, By: api.Caller(r), Trigger: "manual"})
 	if err != nil {
@@ -182,9 +190,6 @@ func (c *Controller) handleEvents(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (c *Controller) handleAbort(w http.ResponseWriter, r *http.Request) error {
-	if err := c.needOrchestrator(); err != nil {
-		return err
-	}
 	var req cycle.AbortRequest
 	if err := api.DecodeJSON(r, &req); err != nil {
 		return err
@@ -203,9 +208,6 @@ func (c *Controller) handlePause(paused bool) api.HandlerFunc {
 		action = "cycle.pause"
 	}
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if err := c.needOrchestrator(); err != nil {
-			return err
-		}
 		cy, err := c.orch.Pause(r.Context(), r.PathValue("id"), paused)
 		if err != nil {
 			return cycleErr(err)
@@ -216,9 +218,6 @@ func (c *Controller) handlePause(paused bool) api.HandlerFunc {
 }
 
 func (c *Controller) handleRollback(w http.ResponseWriter, r *http.Request) error {
-	if err := c.needOrchestrator(); err != nil {
-		return err
-	}
 	name, err := serviceName(r)
 	if err != nil {
 		return err
@@ -226,6 +225,9 @@ func (c *Controller) handleRollback(w http.ResponseWriter, r *http.Request) erro
 	var req cycle.RollbackRequest
 	if err := api.DecodeJSON(r, &req); err != nil {
 		return err
+	}
+	if c.orch == nil {
+		return errNoOrchestrator
 	}
 	cy, err := c.orch.Rollback(r.Context(), name, api.Caller(r), req)
 	if err != nil {
@@ -240,9 +242,6 @@ func (c *Controller) handleRollback(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (c *Controller) handleBreakers(w http.ResponseWriter, _ *http.Request) error {
-	if err := c.needOrchestrator(); err != nil {
-		return err
-	}
 	out := c.orch.Breakers()
 	if out == nil {
 		out = []cycle.BreakerStatus{}
@@ -251,9 +250,6 @@ func (c *Controller) handleBreakers(w http.ResponseWriter, _ *http.Request) erro
 }
 
 func (c *Controller) handleBreaker(w http.ResponseWriter, r *http.Request) error {
-	if err := c.needOrchestrator(); err != nil {
-		return err
-	}
 	st, err := c.orch.Breaker(r.PathValue("service"))
 	if err != nil {
 		return cycleErr(err)
@@ -262,9 +258,6 @@ func (c *Controller) handleBreaker(w http.ResponseWriter, r *http.Request) error
 }
 
 func (c *Controller) handleBreakerReset(w http.ResponseWriter, r *http.Request) error {
-	if err := c.needOrchestrator(); err != nil {
-		return err
-	}
 	name, err := serviceName(r)
 	if err != nil {
 		return err

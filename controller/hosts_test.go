@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"github.com/cyclerhq/cycler/fleet"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/cyclerhq/cycler/api"
+	"github.com/cyclerhq/cycler/fleet"
 )
 
 // TestHostsRefusals covers the answers GET /v1/hosts and the host actions
