@@ -168,15 +168,23 @@ func (c *Controller) handleEvents(w http.ResponseWriter, r *http.Request) error 
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
+	// A quiet cycle (a long bake, a paused cycle) sends its current
+	// revision again every eventsHeartbeat, so a client can tell a quiet
+	// stream from a dead server and move to another one; clients skip
+	// revisions they already have.
+	heartbeat := time.NewTicker(eventsHeartbeat)
+	defer heartbeat.Stop()
+	beat := false
 	for {
 		changed := c.store.Changed()
 		cy, _ := c.store.Cycle(r.PathValue("id"))
-		if cy.Rev > after {
+		if cy.Rev > after || beat {
 			if err := enc.Encode(cy); err != nil {
 				return nil // the client went away
 			}
 			_ = rc.Flush()
-			after = cy.Rev
+			after, beat = cy.Rev, false
+			heartbeat.Reset(eventsHeartbeat)
 		}
 		if cy.Phase.Terminal() {
 			return nil
@@ -185,9 +193,15 @@ func (c *Controller) handleEvents(w http.ResponseWriter, r *http.Request) error 
 		case <-r.Context().Done():
 			return nil
 		case <-changed:
+		case <-heartbeat.C:
+			beat = true
 		}
 	}
 }
+
+// eventsHeartbeat spaces the repeats of an unchanged cycle on its events
+// stream; cyclerctl gives up on a server silent for 35 s.
+var eventsHeartbeat = 10 * time.Second
 
 func (c *Controller) handleAbort(w http.ResponseWriter, r *http.Request) error {
 	var req cycle.AbortRequest

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,6 +28,13 @@ const (
 	reconnectMin = 200 * time.Millisecond
 	reconnectMax = 5 * time.Second
 )
+
+// streamIdle is how long the events stream may stay silent before the
+// server is taken for dead and another one is tried. Servers send the
+// cycle again every 10 s when nothing changed (a heartbeat), so silence
+// this long means a hung server or a network that dropped the connection
+// without a reset, which a plain read would wait on forever.
+const streamIdle = 35 * time.Second
 
 // barWidth is the number of cells in the TTY progress bar.
 const barWidth = 10
@@ -69,7 +77,8 @@ func (g *globals) awaitCycle(cmd *cobra.Command, started cycle.Cycle, follow boo
 		started.ID, started.Kind, orDash(started.Package.Version), started.Service, started.Target)
 	p := g.newProgress(follow)
 	p.update(started)
-	f := follower{c: c, progress: p}
+	f := follower{clients: append([]*client.Client{c}, g.peerClients(cmd.Context(), c)...), progress: p, idle: streamIdle}
+	defer f.close()
 	final, err := f.wait(cmd.Context(), started)
 	p.stop()
 	if err != nil {
@@ -114,11 +123,51 @@ func outcomeError(c cycle.Cycle) error {
 	return &exitError{code: code, err: fmt.Errorf("cycle %s is in phase %q, which does not end a cycle", c.ID, c.Phase)}
 }
 
-// follower follows a cycle's events stream until the cycle ends.
-type follower struct {
-	c        *client.Client
-	progress progress
+// peerClients returns clients for the other servers of the cluster, as
+// the one behind c lists them, so a follow can go on when that server dies.
+// It is best effort: without an answer, following uses c alone.
+func (g *globals) peerClients(ctx context.Context, c *client.Client) []*client.Client {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var ms api.Members
+	if err := c.Do(ctx, http.MethodGet, "/v1/cluster/members", nil, &ms); err != nil {
+		return nil
+	}
+	var out []*client.Client
+	for _, m := range ms.Members {
+		if m.APIAddr == "" || m.ID == ms.AnsweredBy {
+			continue
+		}
+		if pc, err := g.clientAt(m.APIAddr); err == nil && pc.Addr() != c.Addr() {
+			out = append(out, pc)
+		}
+	}
+	return out
 }
+
+// follower follows a cycle's events stream until the cycle ends. It reads
+// from clients[cur] and moves to the next server after a failed or silent
+// connection; every server answers from its own replica, so any of them can
+// carry on from the last revision seen.
+type follower struct {
+	clients  []*client.Client
+	cur      int
+	progress progress
+	// idle is how long a stream may stay silent; 0 means no limit.
+	idle time.Duration
+}
+
+// close releases the clients of the other servers (the first one is the
+// caller's).
+func (f *follower) close() {
+	for _, c := range f.clients[1:] {
+		c.Close()
+	}
+}
+
+// errSilent marks a stream that sent nothing, not even a heartbeat, for
+// longer than follower.idle.
+var errSilent = errors.New("no event or heartbeat")
 
 // wait follows cycle cur from its revision until it reaches a terminal
 // phase and returns the last revision seen. A dropped connection, a stream
@@ -146,8 +195,11 @@ func (f *follower) wait(ctx context.Context, cur cycle.Cycle) (cycle.Cycle, erro
 		why := "the server ended the stream before the cycle ended"
 		if err != nil {
 			why = err.Error()
+			// Another server may well be fine: try the next one.
+			f.cur = (f.cur + 1) % len(f.clients)
 		}
-		f.progress.note(fmt.Sprintf("events of cycle %s: %s; reconnecting from rev %d in %s", cur.ID, why, cur.Rev, wait))
+		f.progress.note(fmt.Sprintf("events of cycle %s: %s; reconnecting from rev %d to %s in %s",
+			cur.ID, why, cur.Rev, f.clients[f.cur].Addr(), wait))
 		select {
 		case <-ctx.Done():
 			return cur, ctx.Err()
@@ -162,20 +214,34 @@ func (f *follower) wait(ctx context.Context, cur cycle.Cycle) (cycle.Cycle, erro
 // each new revision. It returns nil when the stream ends cleanly.
 func (f *follower) stream(ctx context.Context, cur *cycle.Cycle) error {
 	path := fmt.Sprintf("/v1/cycles/%s/events?rev=%d", url.PathEscape(cur.ID), cur.Rev)
-	resp, err := f.c.DoRaw(ctx, http.MethodGet, path, nil, "")
+	c := f.clients[f.cur]
+	resp, err := c.DoRaw(ctx, http.MethodGet, path, nil, "")
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	// A watchdog closes the body when the stream stays silent for idle,
+	// which ends the Decode below; silent tells that apart from a cut.
+	var silent atomic.Bool
+	alive := func() {}
+	if f.idle > 0 {
+		watchdog := time.AfterFunc(f.idle, func() { silent.Store(true); resp.Body.Close() })
+		defer watchdog.Stop()
+		alive = func() { watchdog.Reset(f.idle) }
+	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var next cycle.Cycle
 		if err := dec.Decode(&next); err != nil {
+			if silent.Load() {
+				return fmt.Errorf("%w from cyclerd at %s for %s", errSilent, c.Addr(), f.idle)
+			}
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return fmt.Errorf("reading the events stream: %w", err)
 		}
+		alive()
 		if next.Rev <= cur.Rev {
 			continue // already seen, for example before a reconnect
 		}
