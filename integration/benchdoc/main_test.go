@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRunSummarizesGoalsAndMissingReports(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("benchmarks-cycle.json", `{"command":"make it","date":"2026-11-21","machine":{"nproc":2},
+		"headline":[{"figure":"failed requests","value":0,"peer":1234,"ratio":"0x"}],
+		"goals":[{"goal":"0 failed","met":true,"detail":"0 of 100000"},{"goal":"fast","met":false,"detail":"slow"}]}`)
+	write("benchmarks-cycle.md", "# Cycle benchmark\n")
+	if err := run(dir); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(filepath.Join(dir, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| cycle | 0 failed | met | 0 of 100000 |",
+		"| cycle | fast | **missed** | slow |",
+		"| failed requests | 0 | 1234 | 0x |",
+		"## Cycle benchmark",
+		"Not run yet: `make bench-scale`",
+		"- Command: `make it`",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestRunRefusesABrokenReport(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "benchmarks-raft.json"), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := run(dir)
+	if err == nil || !strings.Contains(err.Error(), "benchmarks-raft.json is not a JSON report") {
+		t.Fatalf("run = %v, want an error naming the broken report", err)
+	}
+}
