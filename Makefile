@@ -8,7 +8,7 @@ LDFLAGS  := -X github.com/cyclerhq/cycler/version.Version=$(shell git describe -
 # Integration tests find the Consul binary here.
 export CYCLER_CONSUL_BIN := $(BIN)/consul
 
-.PHONY: all build deps vet unit integration test demo fuzz clean bench-raft bench-install bench-lb bench
+.PHONY: all build deps vet unit integration test demo fuzz clean bench-raft bench-install bench-lb bench-cycle bench-scale bench-doc bench vagrant-validate
 
 all: build
 
@@ -34,8 +34,12 @@ unit:
 integration: deps
 	$(GO) test -tags integration -count=1 -timeout 40m ./integration/... ./lbdrivers/... ./cmd/...
 
+## vagrant-validate: the VM lab's Vagrantfile parses (no VM, no provider needed)
+vagrant-validate: deps
+	vagrant validate --ignore-provider
+
 ## test: everything CI runs
-test: deps vet unit integration
+test: deps vet unit vagrant-validate integration
 
 ## demo: a local lab on loopback; ARGS=--once prints the summary and exits
 demo: deps build
@@ -54,8 +58,21 @@ bench-lb: deps
 	scripts/install-bench-tools.sh
 	CYCLER_BENCH=1 $(GO) test -tags integration -count=1 -timeout 30m -run '^TestBenchLBSwitch$$' -v ./integration/
 
-## bench: every benchmark report under docs/
-bench: bench-raft bench-lb bench-install
+## bench-cycle: failed requests and latency (wrk, hey) during 5 full cycles through nginx dynamic/reload and varnish vs an in-place deploy, plus the version-over-time chart; rewrites docs/benchmarks-cycle.{md,json,svg}
+bench-cycle: deps
+	scripts/install-bench-tools.sh
+	CYCLER_BENCH=1 $(GO) test -tags integration -count=1 -timeout 60m -run '^TestBenchCycle$$' -v ./integration/
+
+## bench-scale: orchestration overhead per cycle at 4, 50 and 500 hosts, server RSS, and resume time after kill -9 of the leader; rewrites docs/benchmarks-scale.{md,json}
+bench-scale: deps
+	CYCLER_BENCH=1 $(GO) test -tags integration -count=1 -timeout 60m -run '^TestBenchScale$$' -v ./integration/
+
+## bench-doc: docs/benchmarks.md, the summary of every report above, with goals and misses
+bench-doc:
+	$(GO) run ./integration/benchdoc -dir docs
+
+## bench: every benchmark report under docs/, then the summary docs/benchmarks.md
+bench: bench-raft bench-lb bench-install bench-cycle bench-scale bench-doc
 
 ## fuzz: a short run of every fuzz target (their corpora live in testdata/fuzz)
 fuzz:

@@ -11,6 +11,9 @@
 #     or haproxy holds a port; the tests run their own instances.
 #   - a Consul agent built from source (tools/consul) into .bin/consul, or into
 #     $CYCLER_CONSUL_BIN when that is set.
+#   - vagrant from apt, when the `vagrant` command is missing: `make test` runs
+#     `vagrant validate --ignore-provider` on the VM lab's Vagrantfile (no VM,
+#     no hypervisor and no plugin needed).
 #
 # Run it as root, or as a user with sudo for the apt step.
 set -euo pipefail
@@ -130,5 +133,18 @@ build_consul() {
 	say "built $("$consul_bin" version | head -n 1)"
 }
 
+install_vagrant() {
+	if command -v vagrant >/dev/null; then
+		say "vagrant present: $(vagrant --version 2>/dev/null || echo vagrant)"
+		return
+	fi
+	command -v apt-get >/dev/null || die "vagrant is missing and there is no apt-get; install vagrant by hand"
+	say "apt-get install vagrant"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends vagrant
+	command -v vagrant >/dev/null || die "vagrant is still missing after apt-get install"
+}
+
 install_packages
 build_consul
+install_vagrant
