@@ -119,6 +119,11 @@ func digestOf(b []byte) string {
 }
 
 func TestPackagePushForwardAndFetchOnDemand(t *testing.T) {
+	// No Sync loop runs here, so no follower copies the blob: a push must
+	// not wait for a majority (integration tests check that it does).
+	old := pushQuorumWait
+	pushQuorumWait = func(int64) time.Duration { return 0 }
+	t.Cleanup(func() { pushQuorumWait = old })
 	c := raftstore.NewTestCluster(t, 3)
 	stopFollowersFirst(t, c)
 	nodes := startPkgNodes(t, c)

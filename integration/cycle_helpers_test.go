@@ -99,10 +99,18 @@ func (l *fleetLab) pkg(ctx context.Context, version string, args ...string) (str
 		pkgtest.Entry{Name: pkgtest.DemoBinary, Body: bin, Mode: 0o755}))
 	out := l.c.mustCtl(ctx, l.c.nodes[0].APIAddr, "--json", "package", "push", path)
 	var p struct {
-		Digest string `json:"digest"`
+		Digest  string `json:"digest"`
+		Stored  int    `json:"stored"`
+		Servers int    `json:"servers"`
+		Existed bool   `json:"existed"`
 	}
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
 		l.t.Fatalf("push: %v\n%s", err, out)
+	}
+	// A push answers once a majority of the servers hold the blob, so a
+	// leader lost right after it cannot take the package with it.
+	if !p.Existed && (p.Servers != 3 || p.Stored < 2) {
+		l.t.Fatalf("push answered with the blob on %d of %d servers, want a majority of 3:\n%s", p.Stored, p.Servers, out)
 	}
 	return path, p.Digest
 }

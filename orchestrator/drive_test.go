@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cyclerhq/cycler/cycle"
 	"github.com/cyclerhq/cycler/raftstore"
@@ -139,6 +140,9 @@ func TestDriveSwitchWaitsForEveryAck(t *testing.T) {
 	started := r.start("v2")
 	c := r.wait(started.ID, "the switch to commit its generation", func(c cycle.Cycle) bool {
 		s := r.c.Leader()
+		if s == nil {
+			return false // an election under load: ask again
+		}
 		st, _ := s.Service("web")
 		return c.Phase == cycle.Switch && c.SwitchGeneration > 0 && st.Generation >= c.SwitchGeneration
 	})
@@ -151,7 +155,7 @@ func TestDriveSwitchWaitsForEveryAck(t *testing.T) {
 		if got := w.hiddenOf(raftstore.PoolBlue); slices.Contains(got, true) {
 			t.Fatalf("blue hidden %v before the LB acked generation %d: the pool the LB serves was hidden", got, c.SwitchGeneration)
 		}
-		s := r.c.Leader()
+		s := r.c.WaitLeader()
 		if now, _ := s.Cycle(c.ID); now.Phase != cycle.Switch {
 			t.Fatalf("cycle moved to %s without the LB's ack", now.Phase)
 		}
@@ -222,4 +226,32 @@ func TestDriveBreakerOpensAndRefuses(t *testing.T) {
 	}
 	delete(w.badSmoke, "v2")
 	r.deploy("v2", cycle.Done)
+}
+
+// TestDriveFlipBackPastAnLBThatNeverSwitched: an LB that cannot apply
+// anything (its config check fails) holds the switch until the phase
+// times out; the flip back then must not wait for that LB, which never
+// left the old pool, or the cycle would hold the service's lock forever.
+func TestDriveFlipBackPastAnLBThatNeverSwitched(t *testing.T) {
+	w := newSimWorld(t, 2, 2)
+	spec := simSpec()
+	spec.Timeouts = map[cycle.Phase]time.Duration{cycle.Switch: 500 * time.Millisecond}
+	r := newSimRig(t, w, spec)
+	r.deploy("v1", cycle.Done)
+
+	w.setHoldAcks(true)
+	c := r.deploy("v2", cycle.RolledBack)
+	if !strings.Contains(c.Message, "timeout") || !strings.Contains(c.Message, "LB lb-1 never applied the switch") {
+		t.Errorf("message %q, want the switch timeout and the LB that never switched", c.Message)
+	}
+	seen, failed := w.probe(20)
+	if failed != 0 || seen["v1"] != 20 {
+		t.Errorf("through the stuck LB: %v and %d failures, want only v1", seen, failed)
+	}
+	if got := w.hiddenOf(raftstore.PoolBlue); slices.Contains(got, true) {
+		t.Errorf("blue hidden %v after the flip back, want it visible: it is what the LB serves", got)
+	}
+	// The lock is released: once the LB works again, a new cycle runs.
+	w.setHoldAcks(false)
+	r.deploy("v3", cycle.Done)
 }

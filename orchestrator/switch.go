@@ -334,9 +334,52 @@ func (o *Orchestrator) flipBackStep(ctx context.Context, log *zap.Logger, c cycl
 	if err := o.cfg.Discovery.PublishState(ctx, c.Service, toPoolState(st)); err != nil {
 		return err
 	}
-	if err := o.waitAcks(ctx, c.Service, gen); err != nil {
+	kept, err := o.flipBackAcks(ctx, c, gen)
+	if err != nil {
 		return err
 	}
 	_ = o.setHidden(ctx, log, agents, poolIDs(agents, c.Target), gen, true, false)
-	return o.finish(ctx, log, c, cycle.RolledBack, fmt.Sprintf("%s; traffic is back on pool %s (%s, generation %d)", reason, c.From, c.Previous.Version, gen))
+	msg := fmt.Sprintf("%s; traffic is back on pool %s (%s, generation %d)", reason, c.From, c.Previous.Version, gen)
+	if len(kept) > 0 {
+		msg += "; " + strings.Join(kept, "; ")
+	}
+	return o.finish(ctx, log, c, cycle.RolledBack, msg)
+}
+
+// flipBackAcks returns nil once every LB serves pool c.From again: it acked
+// gen, or it never applied the switch at all. The second case matters when
+// the switch failed because an LB could not apply anything (its config
+// check fails, say): that LB still serves the set of a generation from
+// before the switch, in which c.From was live (preflight made every LB ack
+// c.BaseGeneration first), and it could not ack gen either, so waiting for
+// it would hold the flip back, and the service's lock, forever. Such LBs
+// are described in kept.
+func (o *Orchestrator) flipBackAcks(ctx context.Context, c cycle.Cycle, gen uint64) (kept []string, err error) {
+	lbs, acks, _, err := o.lbAcks(ctx, c.Service, gen)
+	if err != nil {
+		return nil, err
+	}
+	var behind []string
+	for _, l := range lbs {
+		a := acks[l.ID]
+		switch {
+		case a.Generation >= gen:
+		case a.Generation >= c.BaseGeneration && a.Generation < c.SwitchGeneration:
+			why := a.LastError
+			if a.Refused != "" {
+				why = a.Refused
+			}
+			kept = append(kept, fmt.Sprintf("LB %s never applied the switch (it serves generation %d, pool %s: %s)", l.ID, a.Generation, c.From, orDash(why)))
+		default:
+			behind = append(behind, fmt.Sprintf("%s at generation %d", l.ID, a.Generation))
+		}
+	}
+	return kept, behindErr(gen, behind)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -104,7 +104,14 @@ func (g *globals) describePush(w io.Writer, out controller.PackagePushed, m pkgf
 	if out.Existed {
 		verb = "already present:"
 	}
-	fmt.Fprintf(w, "%s %s %s %s (%s)\n", verb, out.Name, out.Version, out.Digest, humanBytes(out.Size))
+	fmt.Fprintf(w, "%s %s %s %s (%s)", verb, out.Name, out.Version, out.Digest, humanBytes(out.Size))
+	if out.Servers > 0 {
+		fmt.Fprintf(w, ", stored on %d of %d servers", out.Stored, out.Servers)
+	}
+	fmt.Fprintln(w)
+	if out.Warning != "" {
+		fmt.Fprintf(g.stderr, "warning: %s\n", out.Warning)
+	}
 	if out.Name != m.Name || out.Version != m.Version {
 		// The same bytes were pushed before; the server's record wins.
 		fmt.Fprintf(g.stderr, "note: the server records these bytes as %s %s\n", out.Name, out.Version)
@@ -142,10 +149,11 @@ func (g *globals) pushPackage(cmd *cobra.Command, path string) (controller.Packa
 	deadline := time.Now().Add(retryFor)
 	wait := 200 * time.Millisecond
 	for {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return out, m, fmt.Errorf("package push: %w", err)
-		}
-		resp, err := c.DoUpload(ctx, http.MethodPost, "/v1/packages", f, fi.Size(), "application/octet-stream")
+		// A fresh reader per attempt: the HTTP client closes a request
+		// body that is an io.Closer, which would leave nothing to retry
+		// with; a SectionReader is not one and starts at 0 each time.
+		body := io.NewSectionReader(f, 0, fi.Size())
+		resp, err := c.DoUpload(ctx, http.MethodPost, "/v1/packages", body, fi.Size(), "application/octet-stream")
 		if err == nil {
 			err = decodeBody(resp.Body, &out)
 			resp.Body.Close()
