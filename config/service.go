@@ -45,6 +45,7 @@ const (
 	defaultCooldown       = 10 * time.Minute
 	defaultBakeTimeoutPad = 2 * time.Minute
 	defaultTimeZone       = "UTC"
+	defaultMaxDelay       = 15 * time.Minute
 )
 
 // defaultPhaseTimeouts are the defaults of the timeouts block, by phase.
@@ -173,13 +174,18 @@ type ServiceCheck struct {
 type Schedule struct {
 	// Name identifies the schedule.
 	Name string `hcl:"name,label"`
-	// Cron is a 5-field cron spec ("0 3 * * *") or a descriptor
-	// ("@daily", "@every 6h"), evaluated in TimeZone.
+	// Cron is a 5-field cron spec ("0 3 * * *"), a 6-field one with
+	// seconds first ("30 0 3 * * *"), or a descriptor ("@daily",
+	// "@every 6h"), evaluated in TimeZone. ParseCron reads it.
 	Cron string `hcl:"cron,optional"`
 	// TimeZone is a tz database name, like "Europe/Berlin".
 	TimeZone string `hcl:"time_zone,optional"`
 	// Action is ActionDeployStaged or ActionRecycle.
 	Action string `hcl:"action,optional"`
+	// MaxDelay is how late a fire missed because of downtime or a
+	// failover may still run, when the service has no windows (with
+	// windows, a missed fire runs only inside one), as a duration string.
+	MaxDelay string `hcl:"max_delay,optional"`
 }
 
 // Window is a window "NAME" { ... } block: a time of day, on some days of
@@ -235,7 +241,10 @@ func (s *Service) setDefaults() { *s = DefaultService(s.Name) }
 func (c *ServiceCheck) setDefaults() { c.Kind = string(smoke.KindHTTP) }
 
 // setDefaults implements defaulter.
-func (s *Schedule) setDefaults() { s.TimeZone = defaultTimeZone }
+func (s *Schedule) setDefaults() {
+	s.TimeZone = defaultTimeZone
+	s.MaxDelay = "15m" // defaultMaxDelay, as an operator writes it
+}
 
 // setDefaults implements defaulter.
 func (w *Window) setDefaults() { w.TimeZone = defaultTimeZone }
@@ -394,13 +403,32 @@ func cloneMap(m map[string]string) map[string]string {
 // Location returns the schedule's time zone, UTC when it is not valid.
 func (s Schedule) Location() *time.Location { return location(s.TimeZone) }
 
+// MaxDelayDuration returns MaxDelay parsed; a value Validate would reject
+// yields the default, 15m.
+func (s Schedule) MaxDelayDuration() time.Duration {
+	return parseDurationOr(s.MaxDelay, defaultMaxDelay)
+}
+
+// cronParser is the one cron dialect of schedules: robfig/cron's standard
+// five fields with an optional seconds field first, and the descriptors.
+// `config check` and the leader's scheduler both parse with it, so a spec
+// the check accepts is a spec the scheduler runs.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseCron parses a cron spec the way schedules read it: 5 fields, 6 with
+// seconds first, or a descriptor. A "CRON_TZ=" prefix sets the zone.
+func ParseCron(spec string) (cron.Schedule, error) { return cronParser.Parse(spec) }
+
+// CronParser returns the parser ParseCron uses, for cron.WithParser.
+func CronParser() cron.ScheduleParser { return cronParser }
+
 // CronSchedule parses Cron in the schedule's time zone, so that Next
 // returns the runs of the spec's wall-clock times in that zone.
 func (s Schedule) CronSchedule() (cron.Schedule, error) {
 	if tzPrefix(s.Cron) {
 		return nil, fmt.Errorf("config: schedule %q: the cron spec sets its own time zone; use time_zone", s.Name)
 	}
-	sched, err := cron.ParseStandard("CRON_TZ=" + s.Location().String() + " " + s.Cron)
+	sched, err := ParseCron("CRON_TZ=" + s.Location().String() + " " + s.Cron)
 	if err != nil {
 		return nil, fmt.Errorf("config: schedule %q: %w", s.Name, err)
 	}
@@ -673,6 +701,9 @@ func (ch ServiceCheck) check(c *checker, p string) {
 // check validates one schedule block at path p.
 func (s Schedule) check(c *checker, p string) {
 	c.timeZone(p+".time_zone", s.TimeZone)
+	if d, err := time.ParseDuration(s.MaxDelay); err != nil || d <= 0 {
+		c.bad(p+".max_delay", quote(s.MaxDelay), `is not a positive duration; write a number with a unit, like "15m" or "2h"`)
+	}
 	if c.required(p+".action", s.Action, `say what the schedule starts: "deploy-staged" or "recycle"`) {
 		c.enum(p+".action", s.Action, ActionDeployStaged, ActionRecycle)
 	}
@@ -684,9 +715,9 @@ func (s Schedule) check(c *checker, p string) {
 		c.bad(cp, quote(s.Cron), "sets a time zone inside the spec; remove the CRON_TZ= or TZ= part and set time_zone instead")
 		return
 	}
-	sched, err := cron.ParseStandard(s.Cron)
+	sched, err := ParseCron(s.Cron)
 	if err != nil {
-		c.bad(cp, quote(s.Cron), fmt.Sprintf(`is not a cron spec (%v); use 5 fields, minute hour day-of-month month day-of-week, like "0 3 * * *", or a descriptor like "@daily"`, err))
+		c.bad(cp, quote(s.Cron), fmt.Sprintf(`is not a cron spec (%v); use 5 fields, minute hour day-of-month month day-of-week, like "0 3 * * *", 6 with seconds first, like "30 0 3 * * *", or a descriptor like "@daily"`, err))
 		return
 	}
 	if sched.Next(time.Now()).IsZero() {

@@ -57,8 +57,8 @@ func TestServiceFixtureLoads(t *testing.T) {
 			HTTP: smoke.HTTPSpec{Method: "HEAD", Path: "/", Host: "www.example.com", BodyContains: "Welcome", FollowRedirects: true},
 		}}},
 		{"schedules", web.Schedules, []Schedule{
-			{Name: "nightly", Cron: "0 3 * * *", TimeZone: "Europe/Berlin", Action: ActionDeployStaged},
-			{Name: "refresh", Cron: "@weekly", TimeZone: "UTC", Action: ActionRecycle},
+			{Name: "nightly", Cron: "0 3 * * *", TimeZone: "Europe/Berlin", Action: ActionDeployStaged, MaxDelay: "15m"},
+			{Name: "refresh", Cron: "@weekly", TimeZone: "UTC", Action: ActionRecycle, MaxDelay: "15m"},
 		}},
 		{"windows", web.Windows, []Window{
 			{Name: "weeknights", Days: []string{"mon", "tue", "wed", "thu"}, Start: "22:00", End: "24:00", TimeZone: "Europe/Berlin"},
@@ -106,7 +106,7 @@ func TestServiceFixtureReportsEveryMistake(t *testing.T) {
 		f + `:33: service[Web].bake[home].headers[x-a]: "x-a" is the same header as "X-A" (names are not case-sensitive); keep one`,
 		f + `:37: service[Web].schedule[nightly].cron: "CRON_TZ=Europe/Berlin 0 3 * * *" sets a time zone inside the spec; remove the CRON_TZ= or TZ= part and set time_zone instead`,
 		f + `:38: service[Web].schedule[nightly].action: "deploy" is not allowed; use one of: deploy-staged, recycle`,
-		f + `:42: service[Web].schedule[hourly].cron: "0 * * *" is not a cron spec (expected exactly 5 fields, found 4: [0 * * *]); use 5 fields, minute hour day-of-month month day-of-week, like "0 3 * * *", or a descriptor like "@daily"`,
+		f + `:42: service[Web].schedule[hourly].cron: "0 * * *" is not a cron spec (expected 5 to 6 fields, found 4: [0 * * *]); use 5 fields, minute hour day-of-month month day-of-week, like "0 3 * * *", 6 with seconds first, like "30 0 3 * * *", or a descriptor like "@daily"`,
 		f + `:43: service[Web].schedule[hourly].time_zone: "Mars/Olympus" is not a known time zone; name a zone from the tz database, like "UTC" or "Europe/Berlin"`,
 		f + `:48: service[Web].window[late].days[1]: "Tue" is not allowed; use one of: mon, tue, wed, thu, fri, sat, sun`,
 		f + `:48: service[Web].window[late].days[2]: "mon" is listed twice; remove it or service[Web].window[late].days[0]`,
@@ -126,7 +126,7 @@ func validService() Service {
 	s := DefaultService("web")
 	s.Smoke = []ServiceCheck{{Name: "health", Kind: "http", Path: "/health"}}
 	s.Bake = []ServiceCheck{{Name: "home", Kind: "http", Path: "/"}}
-	s.Schedules = []Schedule{{Name: "nightly", Cron: "0 3 * * *", TimeZone: "UTC", Action: ActionDeployStaged}}
+	s.Schedules = []Schedule{{Name: "nightly", Cron: "0 3 * * *", TimeZone: "UTC", Action: ActionDeployStaged, MaxDelay: "15m"}}
 	s.Windows = []Window{{Name: "nights", Start: "22:00", End: "24:00", TimeZone: "UTC"}}
 	return s
 }
@@ -184,7 +184,10 @@ func TestServiceRules(t *testing.T) {
 		{"schedule cron missing", func(s *Service) { s.Schedules[0].Cron = "" }, p + ".schedule[nightly].cron", "is not set"},
 		{"schedule CRON_TZ", func(s *Service) { s.Schedules[0].Cron = "CRON_TZ=UTC 0 3 * * *" }, p + ".schedule[nightly].cron", "set time_zone instead"},
 		{"schedule TZ", func(s *Service) { s.Schedules[0].Cron = " TZ=UTC 0 3 * * *" }, p + ".schedule[nightly].cron", "set time_zone instead"},
-		{"schedule seconds field", func(s *Service) { s.Schedules[0].Cron = "0 0 3 * * *" }, p + ".schedule[nightly].cron", "expected exactly 5 fields"},
+		{"schedule seven fields", func(s *Service) { s.Schedules[0].Cron = "0 0 0 3 * * *" }, p + ".schedule[nightly].cron", "expected 5 to 6 fields"},
+		{"schedule bad seconds", func(s *Service) { s.Schedules[0].Cron = "61 0 3 * * *" }, p + ".schedule[nightly].cron", "is not a cron spec"},
+		{"schedule max_delay", func(s *Service) { s.Schedules[0].MaxDelay = "soon" }, p + ".schedule[nightly].max_delay", "is not a positive duration"},
+		{"schedule max_delay zero", func(s *Service) { s.Schedules[0].MaxDelay = "0s" }, p + ".schedule[nightly].max_delay", "is not a positive duration"},
 		{"schedule bad field", func(s *Service) { s.Schedules[0].Cron = "0 25 * * *" }, p + ".schedule[nightly].cron", "is not a cron spec"},
 		{"schedule bad descriptor", func(s *Service) { s.Schedules[0].Cron = "@fortnightly" }, p + ".schedule[nightly].cron", "is not a cron spec"},
 		{"schedule never runs", func(s *Service) { s.Schedules[0].Cron = "0 0 30 2 *" }, p + ".schedule[nightly].cron", "never runs"},
@@ -409,6 +412,8 @@ func TestScheduleCronSchedule(t *testing.T) {
 			time.Date(2026, 3, 7, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 9, 22, 30, 0, 0, time.UTC)},
 		{"descriptor in zone", Schedule{Cron: "@daily", TimeZone: "Asia/Tokyo"},
 			time.Date(2026, 3, 7, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 7, 15, 0, 0, 0, time.UTC)},
+		{"seconds field", Schedule{Cron: "*/20 * * * * *", TimeZone: "UTC"},
+			time.Date(2026, 3, 7, 0, 0, 5, 0, time.UTC), time.Date(2026, 3, 7, 0, 0, 20, 0, time.UTC)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -462,7 +467,7 @@ service "web" {
 	want.Breaker.Cooldown = "1h"
 	want.Timeouts.Deploy = "30m"
 	want.Smoke = []ServiceCheck{{Name: "h", Kind: "http", Path: "/"}}
-	want.Schedules = []Schedule{{Name: "s", Cron: "@daily", TimeZone: "UTC", Action: ActionRecycle}}
+	want.Schedules = []Schedule{{Name: "s", Cron: "@daily", TimeZone: "UTC", Action: ActionRecycle, MaxDelay: "15m"}}
 	want.Windows = []Window{{Name: "w", Start: "01:00", End: "02:00", TimeZone: "UTC"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)

@@ -109,6 +109,7 @@ func (c *Controller) Register(srv *api.Server) {
 	c.registerPackages(srv)
 	c.registerHosts(srv)
 	c.registerCycles(srv)
+	c.registerSchedules(srv)
 	if c.metrics != nil {
 		// Prometheus scrapes with a bearer token like any other client;
 		// agent-scope tokens may read it too, so a scrape job needs no

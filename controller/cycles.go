@@ -72,11 +72,14 @@ func (c *Controller) handleStart(w http.ResponseWriter, r *http.Request) error {
 	if req.Service != "" && !serviceNameRE.MatchString(req.Service) {
 		return api.BadRequest("service name %q is not valid: use 1-63 lower-case letters, digits and hyphens, starting with a letter", req.Service)
 	}
-	if req.AtWindow {
-		return api.BadRequest("--at-window (staging for a schedule) is not available yet")
+	if req.AtWindow && req.Force {
+		return api.BadRequest("--at-window and --force do not go together: a staged package waits for its schedule and a deploy window; drop --at-window to deploy now")
 	}
 	if c.orch == nil {
 		return errNoOrchestrator
+	}
+	if req.AtWindow {
+		return c.handleStage(w, r, req)
 	}
 	cy, err := c.orch.Start(r.Context(), orchestrator.StartRequest{StartRequest: req, By: api.Caller(r), Trigger: "manual"})
 	if err != nil {
@@ -90,7 +93,7 @@ func (c *Controller) handleStart(w http.ResponseWriter, r *http.Request) error {
 	if req.Force {
 		detail += " (forced outside the deploy windows)"
 	}
-	c.audit(r, "cycle.start", cy.ID, detail)
+	c.audit(r, "cycle.start", cy.ID, detail+", trigger manual")
 	return api.WriteJSON(w, http.StatusCreated, cy)
 }
 

@@ -220,7 +220,7 @@ func (c *Controller) peerHasBlob(ctx context.Context, addr, digest string) bool 
 		return false
 	}
 	defer cl.Close()
-	resp, err := cl.DoRaw(ctx, http.MethodHead, "/v1/packages/"+url.PathEscape(digest)+"/blob?local", nil, "")
+	resp, err := cl.DoRaw(ctx, http.MethodHead, "/v1/packages/"+url.PathEscape(digest)+"/download?local", nil, "")
 	if err != nil {
 		return false
 	}

@@ -67,6 +67,10 @@ type Orchestrator struct {
 	cfg      Config
 	log      *zap.Logger
 	breakers *breakers
+
+	// schedMu guards schedLocks, one lock per schedule (see lockSchedule).
+	schedMu    sync.Mutex
+	schedLocks map[string]chan struct{}
 }
 
 // New returns an Orchestrator.
@@ -94,7 +98,8 @@ func (o *Orchestrator) spec(service string) (Spec, bool) {
 	return s, ok
 }
 
-// Run drives every active cycle until ctx ends. Register it with
+// Run drives every active cycle and runs the services' schedules until
+// ctx ends. Register it with
 // raftstore.Store.OnLeader: it starts after the new leader's Barrier, so
 // it sees every committed phase, and its ctx ends when leadership is lost,
 // which stops every cycle's goroutine before another leader takes over.
@@ -106,6 +111,14 @@ func (o *Orchestrator) Run(ctx context.Context) {
 	republish := time.NewTicker(5 * time.Second)
 	defer republish.Stop()
 	o.republish(ctx)
+	// The schedules' cron lives exactly as long as this term of
+	// leadership: it starts here, after the leader's Barrier, and is
+	// stopped (its running jobs waited for) before Run returns.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.runSchedules(ctx)
+	}()
 	for {
 		changed := o.cfg.Store.Changed()
 		for _, c := range o.cfg.Store.ActiveCycles() {

@@ -42,6 +42,8 @@ type Spec struct {
 	Freeze string
 	// Windows are when cycles may start; none means any time.
 	Windows []config.Window
+	// Schedules start cycles on the leader (see schedules.go).
+	Schedules []config.Schedule
 }
 
 // defaultSpec is used to finish a switch or flip-back of a service whose

@@ -40,6 +40,17 @@ var (
 // preflight checks that a cycle may start now. It writes nothing. self is
 // the id of the cycle being checked (its own lock is not a conflict).
 func (o *Orchestrator) preflight(ctx context.Context, spec Spec, kind cycle.Kind, forced bool, self string) error {
+	if err := o.admit(spec, kind, forced, self); err != nil {
+		return err
+	}
+	return o.preflightHosts(ctx, spec, kind)
+}
+
+// admit is the part of preflight that reads only the replicated state and
+// the config: freezes, the breaker, the windows and the per-service lock.
+// The scheduler asks it before claiming a fire, so a refused fire is one
+// skip record rather than a claim and its undoing.
+func (o *Orchestrator) admit(spec Spec, kind cycle.Kind, forced bool, self string) error {
 	svc := spec.Name
 	if f, ok := o.cfg.Store.Freeze(svc); ok {
 		return refuse("service %q is frozen by %s since %s: %s; `cyclerctl unfreeze %s` lifts it (--force does not)", svc, f.By, f.At.UTC().Format(time.RFC3339), f.Reason, svc)
@@ -60,6 +71,13 @@ func (o *Orchestrator) preflight(ctx context.Context, spec Spec, kind cycle.Kind
 	if last, ok := o.cfg.Store.LastCycle(svc); ok && last.Active() && last.ID != self {
 		return refuse("cycle %s of %q is in phase %s; wait for it, or stop it with `cyclerctl abort %s`", last.ID, svc, last.Phase, last.ID)
 	}
+	return nil
+}
+
+// preflightHosts is the part of preflight that asks the agents, the LBs
+// and Consul.
+func (o *Orchestrator) preflightHosts(ctx context.Context, spec Spec, kind cycle.Kind) error {
+	svc := spec.Name
 	st, has := o.cfg.Store.Service(svc)
 	target := raftstore.PoolBlue
 	if has {

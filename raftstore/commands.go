@@ -43,6 +43,8 @@ const (
 	PackageAddCommand    CommandType = 7
 	PackageDeleteCommand CommandType = 8
 	CyclePutCommand      CommandType = 9
+	ScheduleRunCommand   CommandType = 10
+	StageCommand         CommandType = 11
 )
 
 // commandHandler applies one decoded command body to the state. It runs with
@@ -61,6 +63,8 @@ var commandHandlers = map[CommandType]commandHandler{
 	PackageAddCommand:    applyPackageAdd,
 	PackageDeleteCommand: applyPackageDelete,
 	CyclePutCommand:      applyCyclePut,
+	ScheduleRunCommand:   applyScheduleRun,
+	StageCommand:         applyStage,
 }
 
 // String implements fmt.Stringer for logs.
@@ -84,6 +88,10 @@ func (t CommandType) String() string {
 		return "package_delete"
 	case CyclePutCommand:
 		return "cycle_put"
+	case ScheduleRunCommand:
+		return "schedule_run"
+	case StageCommand:
+		return "stage"
 	}
 	return fmt.Sprintf("command_type(%d)", uint8(t))
 }

@@ -100,7 +100,8 @@ func applyPackageDelete(st *State, body []byte) any {
 // packageRefs maps each digest a service references to why, for example
 // "live package of service web (pool blue)". A digest is referenced while it
 // is the release of either pool of any service: the live pool's and the
-// standby pool's. The cycle issue adds the last-known-good release here.
+// standby pool's, plus the last-known-good release, the packages of running
+// cycles and the packages staged for a deploy window.
 func packageRefs(st *State) map[string][]string {
 	refs := map[string][]string{}
 	names := make([]string, 0, len(st.Services))
@@ -147,6 +148,7 @@ func packageRefs(st *State) map[string][]string {
 			}
 		}
 	}
+	stagedRefs(st, refs)
 	return refs
 }
 

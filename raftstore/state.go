@@ -89,7 +89,16 @@ type State struct {
 	Cycles map[string][]cycle.Cycle `json:"cycles"`
 	// CycleSeq maps a service to the number of its last cycle id.
 	CycleSeq map[string]uint64 `json:"cycle_seq"`
-	Audit    AuditLog          `json:"audit"`
+	// ScheduleRuns maps a service to its schedules' runs, oldest first;
+	// see ScheduleRunRetain.
+	ScheduleRuns map[string][]ScheduleRun `json:"schedule_runs"`
+	// LastFires maps "<service>/<schedule>" to the newest fire time
+	// recorded for the schedule; fires after it and before now were missed.
+	LastFires map[string]time.Time `json:"last_fires"`
+	// Staged maps a service to the package its deploy-staged schedules
+	// deploy next.
+	Staged map[string]Stage `json:"staged"`
+	Audit  AuditLog         `json:"audit"`
 }
 
 // Freeze records who froze a service, when and why.
@@ -110,6 +119,10 @@ func NewState() *State {
 		Packages: map[string]PackageMeta{},
 		Cycles:   map[string][]cycle.Cycle{},
 		CycleSeq: map[string]uint64{},
+
+		ScheduleRuns: map[string][]ScheduleRun{},
+		LastFires:    map[string]time.Time{},
+		Staged:       map[string]Stage{},
 	}
 }
 
@@ -212,6 +225,7 @@ func (s *State) clone() *State {
 	for k, v := range s.CycleSeq {
 		c.CycleSeq[k] = v
 	}
+	s.cloneSchedules(c)
 	return c
 }
 
@@ -270,7 +284,7 @@ func (s *State) check() error {
 	if s.CycleSeq == nil {
 		s.CycleSeq = map[string]uint64{}
 	}
-	var errs []error
+	errs := s.checkSchedules()
 	for k, v := range s.Services {
 		if k != v.Service {
 			errs = append(errs, fmt.Errorf("services[%q]: service field is %q", k, v.Service))

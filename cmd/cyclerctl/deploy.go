@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -67,7 +68,7 @@ says otherwise.
 				return startError("deploy", err)
 			}
 			if ans.Staged {
-				return g.printStaged(req)
+				return g.printStaged(req, ans)
 			}
 			return g.awaitCycle(cmd, ans.Cycle, follow)
 		},
@@ -111,11 +112,22 @@ traffic, so cyclerctl never guesses which service is meant.
 	return cmd
 }
 
-// startAnswer is the answer to POST /v1/cycles: the new cycle, or
-// {"staged": true} for --at-window.
+// startAnswer is the answer to POST /v1/cycles: the new cycle, or for
+// --at-window the staged package and the next fire of each deploy-staged
+// schedule (orchestrator.StageResult).
 type startAnswer struct {
 	cycle.Cycle
-	Staged bool `json:"staged,omitempty"`
+	Staged  bool         `json:"staged,omitempty"`
+	Digest  string       `json:"digest,omitempty"`
+	Version string       `json:"version,omitempty"`
+	Next    []stagedNext `json:"next,omitempty"`
+}
+
+// stagedNext is the next fire of one deploy-staged schedule.
+type stagedNext struct {
+	Schedule string    `json:"schedule"`
+	At       time.Time `json:"at"`
+	Local    string    `json:"local"`
 }
 
 // newRequestID returns a random id that makes a cycle start idempotent.
@@ -134,15 +146,25 @@ func startError(what string, err error) error {
 }
 
 // printStaged reports a package staged for the next deploy window.
-func (g *globals) printStaged(req cycle.StartRequest) error {
-	if g.json {
-		return g.printJSON(map[string]any{"staged": true, "service": req.Service, "digest": req.Digest})
-	}
-	svc := "its service"
-	if req.Service != "" {
+func (g *globals) printStaged(req cycle.StartRequest, ans startAnswer) error {
+	svc := ans.Service
+	if svc == "" {
 		svc = req.Service
 	}
-	fmt.Fprintf(g.stdout, "staged %s for the next deploy window of %s; nothing changes until then\n", req.Digest, svc)
+	digest := ans.Digest
+	if digest == "" {
+		digest = req.Digest
+	}
+	if g.json {
+		return g.printJSON(map[string]any{"staged": true, "service": svc, "digest": digest, "version": ans.Version, "next": ans.Next})
+	}
+	if svc == "" {
+		svc = "its service"
+	}
+	fmt.Fprintf(g.stdout, "staged %s for the next deploy window of %s; nothing changes until then\n", digest, svc)
+	for _, n := range ans.Next {
+		fmt.Fprintf(g.stdout, "  schedule %s fires next at %s\n", n.Schedule, n.Local)
+	}
 	return nil
 }
 

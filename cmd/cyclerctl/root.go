@@ -56,7 +56,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newPackageCmd(g))
 	root.AddCommand(newHostsCmd(g), newHostCmd(g))
 	root.AddCommand(newFreezeCmds(g)...)
-	root.AddCommand(newDeployCmd(g), newRollbackCmd(g), newHistoryCmd(g), newBreakerCmd(g))
+	root.AddCommand(newDeployCmd(g), newRollbackCmd(g), newHistoryCmd(g), newBreakerCmd(g), newScheduleCmd(g))
 	root.AddCommand(newCycleActionCmds(g)...)
 	return root
 }

@@ -26,6 +26,7 @@ func serviceSpecs(cfg *config.Server) map[string]orchestrator.Spec {
 			spec.Freeze = s.Freeze.Reason
 		}
 		spec.Windows = s.Windows
+		spec.Schedules = s.Schedules
 		out[s.Name] = spec
 	}
 	return out
