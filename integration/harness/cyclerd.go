@@ -31,6 +31,11 @@ type CyclerdOptions struct {
 	ExtraArgs []string
 	// Env is added to the environment.
 	Env []string
+	// Netns, if set, runs the process inside that network namespace
+	// (`ip netns exec NAME cyclerd ...`, which execs, so the pid is
+	// cyclerd's); see StartNetns. APIAddr must then be reachable from the
+	// harness's namespace.
+	Netns string
 }
 
 // Cyclerd is a running cyclerd, started by StartCyclerd.
@@ -79,9 +84,13 @@ func StartCyclerd(t T, opts CyclerdOptions) *Cyclerd {
 		t.Fatalf("harness: %s: write config: %v", opts.Name, err)
 	}
 	args := append([]string{opts.Role, "--config", c.ConfigPath}, opts.ExtraArgs...)
+	path := bin
+	if opts.Netns != "" {
+		path, args = "ip", append([]string{"netns", "exec", opts.Netns, bin}, args...)
+	}
 	c.Process = StartProcess(t, ProcessConfig{
 		Name:  opts.Name,
-		Path:  bin,
+		Path:  path,
 		Args:  args,
 		Env:   opts.Env,
 		Dir:   opts.Dir,

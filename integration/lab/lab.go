@@ -1,172 +1,204 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/cyclerhq/cycler/cycle"
 	"github.com/cyclerhq/cycler/integration/harness"
-	"github.com/cyclerhq/cycler/pool"
+	"github.com/cyclerhq/cycler/pkgfile/pkgtest"
 )
 
 // service is the Consul service name of the demo app.
 const service = "web"
 
-// lab is everything the lab started.
-type lab struct {
-	consul  *harness.Consul
-	apps    []*harness.DemoApp
-	nginx   *harness.Nginx
-	varnish *harness.Varnish
+// The two releases the demo deploys, in order.
+var versions = []string{"v1", "v2"}
+
+// afterLast is how long the load goes on after the last deploy returned, so
+// the timeline shows the LBs settled on the new version.
+const afterLast = 3 * time.Second
+
+// startFleet starts the whole product. It runs inside LabT.Run, so a harness
+// failure ends it through Fatalf.
+func startFleet(t *harness.LabT, progress func(string, ...any)) *harness.Fleet {
+	progress("starting Consul, 3 cyclerd servers, 4 app hosts (cyclerd agent), nginx and varnish (each with cyclerd lb)")
+	progress("(the first run builds cyclerd, cyclerctl and the demo app; on a busy 2-core machine this takes a minute)")
+	f := harness.StartFleet(t, harness.FleetOptions{Service: service})
+	for _, l := range f.LBs {
+		mode := ""
+		if l.Mode != "" {
+			mode = ", " + l.Mode + " mode"
+		}
+		progress("%s (%s%s) listens on %s", l.ID, l.Kind, mode, l.Public)
+	}
+	return f
 }
 
-// startLab starts the components in dependency order. It runs inside LabT.Run, so
-// any harness failure ends it through Fatalf.
-func startLab(t *harness.LabT, progress func(string, ...any)) *lab {
-	l := &lab{}
-	progress("starting consul")
-	l.consul = harness.StartConsul(t)
-
-	progress("building and starting 4 demo app instances")
-	for _, spec := range []struct {
-		id string
-		p  pool.Pool
-	}{{"web-blue-1", pool.Blue}, {"web-blue-2", pool.Blue}, {"web-green-1", pool.Green}, {"web-green-2", pool.Green}} {
-		app := harness.StartDemoApp(t, harness.DemoAppOptions{Version: "v1", Instance: spec.id, Pool: spec.p})
-		harness.RegisterInstance(t, l.consul.Client(), harness.Instance{
-			Service: service, ID: app.Instance, Pool: app.Pool, Version: app.Version, Addr: app.Host, Port: app.Port,
-		})
-		l.apps = append(l.apps, app)
+// buildPackages writes the demo app's package of each version into dir and
+// returns their paths.
+func buildPackages(f *harness.Fleet, dir string) ([]string, error) {
+	bin, err := os.ReadFile(f.DemoBin)
+	if err != nil {
+		return nil, fmt.Errorf("read the demo app binary: %w", err)
 	}
-	var blue []string
-	for _, a := range l.apps {
-		if a.Pool == pool.Blue {
-			blue = append(blue, a.Addr)
+	var paths []string
+	for _, v := range versions {
+		var buf bytes.Buffer
+		if err := pkgtest.WriteDemoPackage(&buf, v, bin); err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, service+"-"+v+".tar.gz")
+		if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+			return nil, fmt.Errorf("write package %s: %w", p, err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+// startedRE finds the cycle id in cyclerctl deploy's "cycle web-1 started" line.
+var startedRE = regexp.MustCompile(`cycle (\S+) started`)
+
+// deploy runs `cyclerctl deploy --follow pkg` against server s, with its
+// progress on stdout and stderr, and returns what happened.
+func deploy(ctx context.Context, f *harness.Fleet, s *harness.FleetServer, version, pkg string, stdout, stderr io.Writer, l *load) deployRun {
+	d := deployRun{Version: version, Server: s.ID}
+	cmd := harness.Command(ctx, f.CtlBin, f.CtlArgs(s, "deploy", "--follow", pkg)...)
+	// stdout is handed over as it is, so on a terminal cyclerctl draws its
+	// live progress line; stderr is copied to find the cycle id.
+	var errBuf syncBuffer
+	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(stderr, &errBuf)
+	err := cmd.Run()
+	d.Returned = l.since(time.Now())
+	d.Exit = exitCode(err)
+	if m := startedRE.FindStringSubmatch(errBuf.String()); m != nil {
+		d.ID = m[1]
+		d.Cycle, d.HistoryErr = history(ctx, f, s, d.ID)
+	}
+	return d
+}
+
+// history reads cycle id with `cyclerctl --json history --cycle ID`.
+func history(ctx context.Context, f *harness.Fleet, s *harness.FleetServer, id string) (*cycle.Cycle, error) {
+	var out, errOut bytes.Buffer
+	cmd := harness.Command(ctx, f.CtlBin, f.CtlArgs(s, "--json", "history", "--cycle", id)...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("cyclerctl history --cycle %s: %w: %s", id, err, strings.TrimSpace(errOut.String()))
+	}
+	var c cycle.Cycle
+	if err := json.Unmarshal(out.Bytes(), &c); err != nil {
+		return nil, fmt.Errorf("cyclerctl --json history --cycle %s: %w", id, err)
+	}
+	return &c, nil
+}
+
+// exitCode is a command's exit status: 0 for nil, -1 when it did not run.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// syncBuffer is a bytes.Buffer safe for the copying goroutine of exec and
+// the reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// ctlDir is the directory whose cyclerctl the printed commands use: the
+// one `make build` puts in .bin, else the lab's own build (deleted on exit).
+func ctlDir(f *harness.Fleet) string {
+	if wd, err := os.Getwd(); err == nil {
+		bin := filepath.Join(wd, ".bin", "cyclerctl")
+		if st, err := os.Stat(bin); err == nil && st.Mode()&0o111 != 0 {
+			return filepath.Dir(bin)
 		}
 	}
-
-	progress("starting nginx and varnish in front of the blue pool")
-	l.nginx = harness.StartNginx(t, harness.NginxOptions{Upstreams: blue, LoadLua: true})
-	l.varnish = harness.StartVarnish(t, harness.VarnishOptions{Backends: blue})
-
-	progress("waiting for Consul to see every instance passing its health check")
-	ids := make([]string, len(l.apps))
-	for i, a := range l.apps {
-		ids[i] = a.Instance
-	}
-	harness.WaitPassing(t, l.consul.Client(), service, ids...)
-	return l
+	return filepath.Dir(f.CtlBin)
 }
 
-// probe is what one load balancer answered to n requests.
-type probe struct {
-	name, url string
-	answers   []string // "web-blue-1 (v1, blue)" per request
-	err       error
+// hasCommand reports whether cyclerctl knows the command args (for example
+// "schedule list"), so the lab only suggests commands that exist.
+func hasCommand(ctx context.Context, f *harness.Fleet, args ...string) bool {
+	cmd := harness.Command(ctx, f.CtlBin, append(args, "--help")...)
+	return cmd.Run() == nil
 }
 
-// probeLBs sends n requests through each load balancer and records who answered.
-func probeLBs(ctx context.Context, l *lab, n int) []probe {
-	client := &http.Client{Timeout: 5 * time.Second}
-	probes := []probe{{name: "nginx", url: l.nginx.URL() + "/"}, {name: "varnish", url: l.varnish.URL() + "/"}}
-	for i := range probes {
-		for range n {
-			who, err := ask(ctx, client, probes[i].url)
-			if err != nil {
-				probes[i].err = err
-				break
-			}
-			probes[i].answers = append(probes[i].answers, who)
-		}
-	}
-	return probes
-}
-
-func ask(ctx context.Context, client *http.Client, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return "", err
-	}
-	var a struct{ Version, Instance, Pool string }
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &a) != nil {
-		return "", fmt.Errorf("status %d, body %.100q", resp.StatusCode, body)
-	}
-	return fmt.Sprintf("%s (%s, %s)", a.Instance, a.Version, a.Pool), nil
-}
-
-// printSummary writes the newcomer's map of the lab.
-func printSummary(w io.Writer, l *lab, probes []probe, dir string, removeOnExit bool) {
-	fmt.Fprintln(w, "\ncycler lab is up. Everything listens on 127.0.0.1.")
-
+// printTry prints where everything is and the commands to try next.
+func printTry(ctx context.Context, w io.Writer, f *harness.Fleet, dir string, removeOnExit bool) {
+	s := f.Servers[0]
+	fmt.Fprintln(w, "\nThe lab keeps running; everything listens on 127.0.0.1:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nCOMPONENT\tROLE\tURL")
-	fmt.Fprintf(tw, "consul\tservice discovery (web UI at /ui/)\t%s\n", l.consul.URL())
-	for _, a := range l.apps {
-		role := "standby, not behind the LBs"
-		if a.Pool == pool.Blue {
-			role = "LIVE, behind nginx and varnish"
-		}
-		fmt.Fprintf(tw, "%s\tdemo app %s, %s pool: %s\t%s\n", a.Instance, a.Version, a.Pool, role, a.URL())
+	fmt.Fprintf(tw, "  consul\t%s (web UI at /ui/)\n", f.Consul.URL())
+	for _, sv := range f.Servers {
+		fmt.Fprintf(tw, "  %s\tcyclerd server, API %s\n", sv.ID, sv.APIAddr)
 	}
-	fmt.Fprintf(tw, "nginx\tload balancer in front of the blue pool\t%s\n", l.nginx.URL())
-	fmt.Fprintf(tw, "varnish\tload balancer in front of the blue pool\t%s (admin CLI %s)\n", l.varnish.URL(), l.varnish.AdminAddr)
+	for _, a := range f.Agents {
+		fmt.Fprintf(tw, "  %s\tcyclerd agent %s, app %s\n", a.Instance, a.APIAddr, a.AppURL())
+	}
+	for _, l := range f.LBs {
+		fmt.Fprintf(tw, "  %s\t%s load balancer %s (cyclerd lb %s)\n", l.ID, l.Kind, l.Public, l.URL())
+	}
 	_ = tw.Flush()
-
-	fmt.Fprintln(w, "\nWho answered real requests through each load balancer just now:")
-	for _, p := range probes {
-		if p.err != nil {
-			fmt.Fprintf(w, "  %-8s error: %v\n", p.name, p.err)
-			continue
-		}
-		fmt.Fprintf(w, "  %-8s %s\n", p.name, strings.Join(p.answers, ", "))
-	}
-
 	note := ""
 	if removeOnExit {
 		note = " (deleted on exit; run with --keep to keep it)"
 	}
-	fmt.Fprintf(w, "\nFiles and logs are under %s%s:\n", dir, note)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	rel := func(p string) string {
-		if r, err := filepath.Rel(dir, p); err == nil {
-			return r
-		}
-		return p
-	}
-	fmt.Fprintf(tw, "  consul\t%s\n", rel(l.consul.LogPath()))
-	for _, a := range l.apps {
-		fmt.Fprintf(tw, "  %s\t%s\n", a.Instance, rel(a.LogPath()))
-	}
-	fmt.Fprintf(tw, "  nginx\t%s, %s, %s\n", rel(l.nginx.LogPath()), rel(l.nginx.ErrorLog), rel(l.nginx.AccessLog))
-	fmt.Fprintf(tw, "  varnish\t%s\n", rel(l.varnish.LogPath()))
-	_ = tw.Flush()
+	fmt.Fprintf(w, "Logs and data are under %s%s.\n", dir, note)
 
-	consul := l.consul.URL()
-	fmt.Fprintln(w, "\nTry:")
-	for _, e := range [][2]string{
-		{"a blue instance answers; see the X-App-* headers", "curl -si " + l.nginx.URL() + "/"},
-		{"the same pool through varnish", "curl -s " + l.varnish.URL() + "/"},
-		{"every passing instance, with its cycler_pool and cycler_version Meta", "curl -s '" + consul + "/v1/health/service/" + service + "?passing'"},
-		{"only the green pool, found by its tag", "curl -s '" + consul + "/v1/catalog/service/" + service + "?tag=" + pool.Tag(pool.Green) + "'"},
-		{"varnish's view of its backends", "varnishadm -T " + l.varnish.AdminAddr + " -S " + l.varnish.SecretFile + " backend.list"},
-		{"which upstream served each request", "tail -f " + l.nginx.AccessLog},
-	} {
-		fmt.Fprintf(w, "  # %s\n  %s\n", e[0], e[1])
+	fmt.Fprintln(w, "\nTry, in another terminal:")
+	fmt.Fprintf(w, "  export CYCLER_ADDR=%s CYCLER_TOKEN=%s PATH=%s:$PATH\n", s.APIAddr, f.OperatorToken, ctlDir(f))
+	tries := [][2]string{
+		{"cyclerctl hosts", "every app host: pool, version, visible or hidden, health"},
+		{"cyclerctl status", "each service: generation, live pool, pool versions, freeze"},
+		{"cyclerctl history " + service, "the cycles the demo ran"},
+		{"cyclerctl history --cycle " + service + "-2", "one cycle in detail: phases, hosts, checks, LB acks"},
+		{"cyclerctl lb status", "what each load balancer applied and acked"},
+		{"cyclerctl rollback " + service + " --follow", "instant flip back to v1 on the warm standby pool"},
+		{"cyclerctl breaker " + service, "the circuit breaker of the service"},
 	}
-	fmt.Fprintln(w, "\nnginx and varnish use a static config for now; `cyclerd lb` will drive them from Consul.")
+	if hasCommand(ctx, f, "schedule", "list") {
+		tries = append(tries, [2]string{"cyclerctl schedule list", "the cron schedules and deploy windows"})
+	}
+	for _, l := range f.LBs {
+		tries = append(tries, [2]string{"curl -s " + l.Public + "/", "a request through " + l.ID})
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, t := range tries {
+		fmt.Fprintf(tw, "  %s\t# %s\n", t[0], t[1])
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "\nPress Ctrl-C to stop everything.")
 }

@@ -1,19 +1,24 @@
-// Command lab starts cycler's demo lab on loopback: a Consul agent, four demo app
-// instances (blue and green pools) registered in Consul under the Consul contract,
-// and nginx and varnish fronting the blue pool. It prints where everything is and
-// how to poke at it, then runs until Ctrl-C (SIGINT) or SIGTERM and stops it all.
+// Command lab is cycler's demo: the whole product on one machine, on loopback,
+// with real components. It starts a Consul agent, 3 `cyclerd server`s, 4 app
+// hosts (a `cyclerd agent` each, 2 in the blue pool and 2 in the green one), an
+// nginx load balancer (dynamic mode where the Lua module is installed) and a
+// varnish one, each driven by its `cyclerd lb`. It builds two packages of the
+// demo app, v1 and v2, and deploys them one after the other with the real
+// `cyclerctl deploy --follow`, while a load generator sends a steady stream of
+// requests through both load balancers. It ends with a summary: requests and
+// failures per load balancer, which version each served over time, and each
+// cycle's phase timings.
 //
-// `make demo` runs it; `make demo ARGS=--once` prints the summary, including real
-// requests through each load balancer, and exits.
+// `make demo` runs it and leaves the lab running until Ctrl-C, printing the
+// commands to try next; `make demo ARGS=--once` exits after the summary, with
+// status 0 only when no request failed and both load balancers serve v2.
 //
 // Flags:
 //
-//	--once   print the summary and exit
+//	--once   exit after the summary (status 1, with the reason, unless the demo was clean)
+//	--rate   requests per second through each load balancer (default 50)
 //	--dir    where to keep files and logs (default: a new temp dir)
 //	--keep   keep the temp dir on a clean exit (it is always kept after a failure)
-//
-// Until `cyclerd lb` takes over, nginx and varnish use a static config that lists
-// the blue pool.
 package main
 
 import (
@@ -24,7 +29,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cyclerhq/cycler/integration/harness"
 )
@@ -42,7 +50,8 @@ func main() {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 	default:
-		fmt.Fprintln(os.Stderr, "lab:", err)
+		// LabT's errors already start with "lab: ".
+		fmt.Fprintln(os.Stderr, "lab:", strings.TrimPrefix(err.Error(), "lab: "))
 		os.Exit(1)
 	}
 }
@@ -53,7 +62,8 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	once := fs.Bool("once", false, "print the summary and exit")
+	once := fs.Bool("once", false, "exit after the summary: status 0 only when no request failed and both LBs serve v2")
+	rate := fs.Int("rate", 50, "requests per second through each load balancer")
 	dir := fs.String("dir", "", "directory for files and logs (default: a new temp dir)")
 	keep := fs.Bool("keep", false, "keep the temp dir on a clean exit")
 	if err := fs.Parse(args); err != nil {
@@ -61,6 +71,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see --help", fs.Args())
+	}
+	if *rate < 1 || *rate > 1000 {
+		return fmt.Errorf("--rate %d is out of range; use 1 to 1000 requests per second", *rate)
 	}
 
 	autoDir := *dir == ""
@@ -94,22 +107,76 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 	}()
 
-	var l *lab
-	if err := lt.Run(func() { l = startLab(lt, progress) }); err != nil {
+	var f *harness.Fleet
+	if err := lt.Run(func() { f = startFleet(lt, progress) }); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil // interrupted while starting; the deferred cleanup stops what runs
 	}
-	probes := probeLBs(ctx, l, 4)
-	printSummary(stdout, l, probes, *dir, autoDir && !*keep)
+	probs, err := demo(ctx, f, *dir, *rate, stdout, stderr, progress)
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
 	if *once {
+		if len(probs) > 0 {
+			return fmt.Errorf("the demo did not show a clean deploy: %s", strings.Join(probs, "; "))
+		}
 		return nil
 	}
-	fmt.Fprintln(stdout, "\nThe lab runs until you press Ctrl-C.")
+	printTry(ctx, stdout, f, *dir, autoDir && !*keep)
 	<-ctx.Done()
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// demo deploys every version in turn under load and prints the summary. It
+// returns the summary's problems; err is for a demo that could not run.
+func demo(ctx context.Context, f *harness.Fleet, dir string, rate int, stdout, stderr io.Writer, progress func(string, ...any)) ([]string, error) {
+	pkgs, err := buildPackages(f, dir)
+	if err != nil {
+		return nil, err
+	}
+	var targets []target
+	for _, l := range f.LBs {
+		kind := l.Kind
+		if l.Mode != "" {
+			kind += " (" + l.Mode + " mode)"
+		}
+		targets = append(targets, target{name: l.ID, kind: kind, url: l.Public})
+	}
+	progress("load: %d requests/s through each of nginx-1 and varnish-1 from now until the end", rate)
+	ld := startLoad(targets, rate)
+	var deploys []deployRun
+	for i, v := range versions {
+		// Each deploy talks to another server: any server takes the
+		// request, and a follower forwards it to the leader.
+		s := f.Servers[i%len(f.Servers)]
+		fmt.Fprintf(stdout, "\n$ cyclerctl --addr %s deploy --follow %s\n", s.APIAddr, filepath.Base(pkgs[i]))
+		d := deploy(ctx, f, s, v, pkgs[i], stdout, stderr, ld)
+		deploys = append(deploys, d)
+		if ctx.Err() != nil {
+			ld.stop()
+			return nil, nil
+		}
+		if d.Exit != 0 {
+			progress("cyclerctl deploy of %s exited %d; not deploying the next version", v, d.Exit)
+			break
+		}
+	}
+	progress("letting the load run %s more, then the summary", afterLast)
+	select {
+	case <-ctx.Done():
+	case <-time.After(afterLast):
+	}
+	samples, skipped, ran := ld.stop()
+	if ctx.Err() != nil {
+		return nil, nil
+	}
+	return writeSummary(stdout, report{
+		targets: targets, rate: rate, samples: samples, skipped: skipped, ran: ran,
+		loadStart: ld.start, deploys: deploys, want: versions[len(versions)-1],
+	}), nil
 }
 
 // prefixWriter prefixes every write (one log line from LabT) with prefix.

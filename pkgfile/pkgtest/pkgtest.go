@@ -155,3 +155,15 @@ func DemoPackage(tb testing.TB, version, demoappBinary string) []byte {
 	}
 	return Package(tb, Manifest(m), Entry{Name: DemoBinary, Body: bin, Mode: 0o755})
 }
+
+// WriteDemoPackage writes the demo app's package, DemoManifest(version) and
+// demoappBinary (the bytes of a cycler-demoapp build) as cycler-demoapp,
+// mode 0755, to w. It is DemoPackage for programs that have no testing.TB,
+// such as the demo lab.
+func WriteDemoPackage(w io.Writer, version string, demoappBinary []byte) error {
+	m := DemoManifest(version)
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("pkgtest: demo manifest for version %q: %w", version, err)
+	}
+	return Build(w, []Entry{Manifest(m), {Name: DemoBinary, Body: demoappBinary, Mode: 0o755}})
+}
