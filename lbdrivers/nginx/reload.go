@@ -141,7 +141,7 @@ var (
 	mapDefaultRE = regexp.MustCompile(`(?m)^    default "((?:[^"\\]|\\.)*)";$`)
 	// serverRE finds an include's upstream servers, skipping the down
 	// placeholder.
-	serverRE = regexp.MustCompile(`(?m)^    server (\S+);`)
+	serverRE = regexp.MustCompile(`(?m)^    server (\S+)(?: max_fails=0)?;`)
 )
 
 // parseInclude returns the encoded set recorded in a reload-mode include

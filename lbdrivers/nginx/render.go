@@ -174,7 +174,13 @@ func renderUpstream(o Options, svc string, gen uint64, sorted []lbdrivers.Backen
 		b.WriteString("    # No set applied yet: nginx answers 502.\n    server 127.0.0.1:1 down;\n")
 	}
 	for _, be := range sorted {
-		fmt.Fprintf(&b, "    server %s;  # id %s\n", be.HostPort(), escapeID(be.ID))
+		// max_fails=0: Consul and cyclerd decide which backends are in the
+		// set; nginx's own passive check would take a backend out for
+		// fail_timeout (10 s) after one failed connect, and a set whose
+		// hosts all restart within that time answers 502 ("no live
+		// upstreams") although they are back. nginx still tries the next
+		// server on a failed connect.
+		fmt.Fprintf(&b, "    server %s max_fails=0;  # id %s\n", be.HostPort(), escapeID(be.ID))
 	}
 	fmt.Fprintf(&b, "    keepalive %d;\n}\n\n", o.Keepalive)
 	body := ""
