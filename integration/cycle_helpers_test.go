@@ -239,9 +239,11 @@ func (s *sampler) finish() (total int, failures []string, versions map[string]ma
 // from any of servers.
 func startAgentWith(t *testing.T, servers []string, consulAddr, pool, instance string) *testAgent {
 	t.Helper()
-	ports := freePorts(t, 2)
+	ports := freePorts(t, 1)
 	dir := filepath.Join(t.TempDir(), "agent-"+instance)
-	a := &testAgent{Instance: instance, Pool: pool, APIAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), AppPort: ports[1],
+	// The app's port is bound only at the first deploy, so it comes from
+	// below the ephemeral range, where nothing else picks ports meanwhile.
+	a := &testAgent{Instance: instance, Pool: pool, APIAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), AppPort: harness.StablePort(t),
 		DataDir: filepath.Join(dir, "data")}
 	// Registered before the agent, so it runs after the agent's own
 	// Cleanup: a test that failed half-way may leave an app the agent no

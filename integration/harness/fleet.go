@@ -180,7 +180,7 @@ type fleetTokens struct{ operator, fleet, agent string }
 func (f *Fleet) startServers(ctx context.Context, t T, opts FleetOptions, tok fleetTokens) {
 	t.Helper()
 	for i := range 3 {
-		s := &FleetServer{ID: fmt.Sprintf("cyc-%d", i+1), APIAddr: loopback(fleetPort(t)), RaftAddr: loopback(fleetPort(t))}
+		s := &FleetServer{ID: fmt.Sprintf("cyc-%d", i+1), APIAddr: loopback(StablePort(t)), RaftAddr: loopback(StablePort(t))}
 		c, err := client.New(client.Config{Addr: "http://" + s.APIAddr, Token: tok.operator, Timeout: 15 * time.Second})
 		if err != nil {
 			t.Fatalf("harness: client for %s: %v", s.ID, err)
@@ -322,7 +322,7 @@ service %q {
 func startFleetAgent(t T, opts FleetOptions, tok fleetTokens, servers []string, consulAddr, pool, instance string) *FleetAgent {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "agent-"+instance)
-	a := &FleetAgent{Instance: instance, Pool: pool, APIAddr: loopback(fleetPort(t)), AppPort: fleetPort(t), DataDir: filepath.Join(dir, "data")}
+	a := &FleetAgent{Instance: instance, Pool: pool, APIAddr: loopback(StablePort(t)), AppPort: StablePort(t), DataDir: filepath.Join(dir, "data")}
 	// Registered before the agent, so it runs after the agent's own Cleanup:
 	// an agent that did not stop cleanly may leave its app running.
 	t.Cleanup(func() { killLeftoverApp(t, a.DataDir) })
@@ -385,7 +385,7 @@ func killLeftoverApp(t T, dataDir string) {
 func startFleetNginx(t T, opts FleetOptions, tok fleetTokens, consulAddr, id string) *FleetLB {
 	t.Helper()
 	prefix := filepath.Join(t.TempDir(), "nginx-"+id)
-	listen, admin, apiAddr := loopback(fleetPort(t)), loopback(fleetPort(t)), loopback(fleetPort(t))
+	listen, admin, apiAddr := loopback(StablePort(t)), loopback(StablePort(t)), loopback(StablePort(t))
 	user := ""
 	if os.Geteuid() == 0 {
 		user = `user = "root"` // workers must read the prefix in the 0700 temp dir
@@ -431,7 +431,7 @@ func startFleetVarnish(t T, opts FleetOptions, tok fleetTokens, consulAddr, id s
 	if err := os.WriteFile(site, []byte("sub vcl_recv {\n    return (pass);\n}\n"), 0o644); err != nil {
 		t.Fatalf("harness: varnish site VCL: %v", err)
 	}
-	apiAddr := loopback(fleetPort(t))
+	apiAddr := loopback(StablePort(t))
 	driver := fmt.Sprintf(`driver "varnish" {
   admin_addr  = %q
   secret_file = %q
@@ -471,16 +471,16 @@ consul {
 `, id, opts.Service, opts.LogLevel, apiAddr, tok.operator, consulAddr, driver)
 }
 
-// fleetPortBase is the lowest port fleetPort hands out.
+// fleetPortBase is the lowest port StablePort hands out.
 const fleetPortBase = 20000
 
-// fleetPort returns a free loopback port below the kernel's ephemeral port
+// StablePort returns a free loopback port below the kernel's ephemeral port
 // range, which FreePort (here and in every other test process) and outgoing
 // connections draw from. An agent binds its app's port only at the first
 // deploy, long after the port was chosen; a port from the ephemeral range
 // may be taken by then by anything else on the machine. It falls back to
 // FreePort when the range starts too low to leave room below it.
-func fleetPort(t T) int {
+func StablePort(t T) int {
 	t.Helper()
 	low := 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
