@@ -315,12 +315,20 @@ type wrkRun struct {
 // next request. stop ends it with SIGINT, on which wrk prints its summary.
 func startWrk(t *testing.T, bin, url string, delayMS int) *wrkRun {
 	t.Helper()
+	return startWrkScript(t, bin, url, lbLoadConns, delayMS, wrkScript)
+}
+
+// startWrkScript is startWrk with conns connections and another Lua
+// script, which must read CYCLER_WRK_DELAY_MS and print the CYCLER_WRK
+// line wrkScript prints (it may add keys to it).
+func startWrkScript(t *testing.T, bin, url string, conns, delayMS int, lua string) *wrkRun {
+	t.Helper()
 	script := filepath.Join(t.TempDir(), "pace.lua")
-	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(lua), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w := &wrkRun{exited: make(chan struct{})}
-	w.cmd = exec.Command(bin, "-t1", fmt.Sprintf("-c%d", lbLoadConns), "-d3600s", "--timeout", "5s", "-s", script, url)
+	w.cmd = exec.Command(bin, "-t1", fmt.Sprintf("-c%d", conns), "-d3600s", "--timeout", "5s", "-s", script, url)
 	w.cmd.Env = append(os.Environ(), fmt.Sprintf("CYCLER_WRK_DELAY_MS=%d", delayMS))
 	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
 	if err := w.cmd.Start(); err != nil {

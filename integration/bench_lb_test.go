@@ -90,31 +90,29 @@ func TestBenchLBSwitch(t *testing.T) {
 		t.Skip("benchmark: set CYCLER_BENCH=1 to run it (make bench-lb); it takes several minutes, needs wrk and consul-template " +
 			wantCTVersion + " (scripts/install-bench-tools.sh) and rewrites docs/benchmarks-lb.{md,json}")
 	}
-	if nginx.DetectMode("") != nginx.ModeDynamic {
-		t.Fatal("libnginx-mod-http-lua or lua-resty-core is not installed; the nginx dynamic row needs them (make deps)")
-	}
-	ctBin := os.Getenv(ctBinEnv)
-	if ctBin == "" {
-		ctBin = filepath.Join(harness.ModuleRoot(t), ".bin", "consul-template")
-	}
-	wrkBin, err := exec.LookPath("wrk")
-	if err != nil {
-		t.Fatalf("wrk is not installed: %v; run scripts/install-bench-tools.sh", err)
-	}
-	if _, err := os.Stat(ctBin); err != nil {
-		t.Fatalf("no consul-template at %s (%v); run scripts/install-bench-tools.sh or set $%s", ctBin, err, ctBinEnv)
-	}
-	b := &lbBench{
-		t: t, ctx: testContext(t, 28*time.Minute), flips: envInt(t, benchFlipsEnv, 50),
-		rate: float64(envInt(t, benchLBRateEnv, 500)), wrk: wrkBin,
-	}
+	flips := envInt(t, benchFlipsEnv, 50)
 	outDir := os.Getenv(benchOutEnv)
 	if outDir == "" {
 		outDir = filepath.Join(harness.ModuleRoot(t), "docs")
-		if b.flips < 50 {
-			t.Fatalf("$%s=%d: the report in docs/ needs at least 50 flips per LB; set $%s to a directory for a shorter trial", benchFlipsEnv, b.flips, benchOutEnv)
+		if flips < 50 {
+			t.Fatalf("$%s=%d: the report in docs/ needs at least 50 flips per LB; set $%s to a directory for a shorter trial", benchFlipsEnv, flips, benchOutEnv)
 		}
 	}
+	rep := runLBSwitchBench(t, testContext(t, 28*time.Minute), flips)
+	writeLBReport(t, outDir, rep)
+}
+
+// runLBSwitchBench runs every row of TestBenchLBSwitch (flips flips each, under
+// the load of $CYCLER_BENCH_LB_RATE) in its own Consul and demo apps, and
+// returns the finished report. TestBenchCycle runs it too, so its report
+// carries switch latencies from its own run.
+func runLBSwitchBench(t *testing.T, ctx context.Context, flips int) lbReport {
+	t.Helper()
+	if nginx.DetectMode("") != nginx.ModeDynamic {
+		t.Fatal("libnginx-mod-http-lua or lua-resty-core is not installed; the nginx dynamic row needs them (make deps)")
+	}
+	ctBin, wrkBin := lbBenchTools(t)
+	b := &lbBench{t: t, ctx: ctx, flips: flips, rate: float64(envInt(t, benchLBRateEnv, 500)), wrk: wrkBin}
 	// A wrk connection sends, waits for the answer, pauses delay() ms:
 	// about 1 ms of answer plus the pause makes conns/rate seconds.
 	b.delay = max(int(1000*lbLoadConns/b.rate)-1, 0)
@@ -146,7 +144,25 @@ func TestBenchLBSwitch(t *testing.T) {
 		rep.Rows = append(rep.Rows, b.runRow(r.name, r.how, r.start))
 	}
 	rep.finish()
-	writeLBReport(t, outDir, rep)
+	return rep
+}
+
+// lbBenchTools finds consul-template and wrk, or fails the test saying how
+// to install them.
+func lbBenchTools(t *testing.T) (ctBin, wrkBin string) {
+	t.Helper()
+	ctBin = os.Getenv(ctBinEnv)
+	if ctBin == "" {
+		ctBin = filepath.Join(harness.ModuleRoot(t), ".bin", "consul-template")
+	}
+	wrkBin, err := exec.LookPath("wrk")
+	if err != nil {
+		t.Fatalf("wrk is not installed: %v; run scripts/install-bench-tools.sh", err)
+	}
+	if _, err := os.Stat(ctBin); err != nil {
+		t.Fatalf("no consul-template at %s (%v); run scripts/install-bench-tools.sh or set $%s", ctBin, err, ctBinEnv)
+	}
+	return ctBin, wrkBin
 }
 
 // cyclerdTarget wraps a `cyclerd lb` node as a row target.

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -43,7 +44,7 @@ type goal struct {
 }
 
 var reports = []report{
-	{Name: "cycle", Target: "make bench-cycle", What: "failed requests and latency through nginx (dynamic and reload) and varnish during full cycles, against an in-place deploy", figures: headlineRows},
+	{Name: "cycle", Target: "make bench-cycle", What: "failed requests and latency through nginx (dynamic and reload) and varnish during full cycles, against an in-place deploy", figures: cycleRows},
 	{Name: "scale", Target: "make bench-scale", What: "orchestration overhead at 4, 50 and 500 hosts, server RSS, and resume time after kill -9 of the leader", figures: headlineRows},
 	{Name: "lb", Target: "make bench-lb", What: "LB switch latency and failed requests of cyclerd lb against consul-template", figures: lbRows},
 	{Name: "raft", Target: "make bench-raft", What: "Raft failover and write throughput of real cyclerd servers", figures: raftRows},
@@ -164,6 +165,69 @@ func headlineRows(doc map[string]any) []row {
 	for _, h := range in {
 		out = append(out, row{Figure: h.Figure, Value: str(h.Value), Peer: str(h.Peer), Ratio: str(h.Ratio)})
 	}
+	return out
+}
+
+// cycleRows compares each LB's failed requests and latency (wrk, then
+// hey) during the cycles with the in-place deploy of the same run.
+func cycleRows(doc map[string]any) []row {
+	phase := func(key string) map[string]map[string]any {
+		out := map[string]map[string]any{}
+		p, _ := doc[key].(map[string]any)
+		lbs, _ := p["lbs"].([]any)
+		for _, x := range lbs {
+			m, _ := x.(map[string]any)
+			out[str(m["name"])] = m
+		}
+		return out
+	}
+	cyc, inp := phase("cycler"), phase("in_place")
+	deploys := str(doc["deploys_per_phase"])
+	var out []row
+	for _, name := range sortedNames(cyc) {
+		c, p := cyc[name], inp[name]
+		for _, client := range []string{"wrk", "hey"} {
+			cs, _ := c[client].(map[string]any)
+			ps, _ := p[client].(map[string]any)
+			if cs == nil {
+				continue
+			}
+			out = append(out, row{
+				Figure: fmt.Sprintf("failed requests, %s, %s, %s deploys", name, client, deploys),
+				Value:  fmt.Sprintf("%s of %s", str(cs["failed"]), str(cs["requests"])),
+				Peer:   fmt.Sprintf("%s of %s (in-place deploy)", str(ps["failed"]), str(ps["requests"])),
+				Ratio:  failRatio(cs, ps),
+			})
+		}
+		out = append(out, row{Figure: fmt.Sprintf("wrk latency p50 / p99, %s", name),
+			Value: fmt.Sprintf("%s / %s ms", str(c["wrk_latency_p50_ms"]), str(c["wrk_latency_p99_ms"])),
+			Peer:  fmt.Sprintf("%s / %s ms (in-place deploy)", str(p["wrk_latency_p50_ms"]), str(p["wrk_latency_p99_ms"]))})
+	}
+	return out
+}
+
+// failRatio is cycler's failure rate over the peer's, "0x" when cycler
+// failed none, "-" when the peer failed none either.
+func failRatio(c, p map[string]any) string {
+	cf, _ := c["failed"].(float64)
+	cr, _ := c["requests"].(float64)
+	pf, _ := p["failed"].(float64)
+	pr, _ := p["requests"].(float64)
+	switch {
+	case cr == 0 || pr == 0 || pf == 0:
+		return "-"
+	case cf == 0:
+		return "0x"
+	}
+	return fmt.Sprintf("%.3fx", (cf/cr)/(pf/pr))
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
 	return out
 }
 
