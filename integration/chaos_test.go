@@ -170,9 +170,15 @@ func nginxPrefix(t *testing.T, n *lbNode) string {
 // TestChaosNginxCheckFails runs a third LB, nginx in reload mode, whose
 // nginx.conf an operator breaks (an unknown directive) while the cycle is
 // in smoke, so `nginx -t` fails at the switch. The LB must keep its last
-// good config and report why, never ack, and the cycle must flip back by
-// itself (the switch times out after 20 s) with no failed request.
+// good config, serving the old pool, and report the `nginx -t` error in
+// its ack, never acking the switch. The switch times out (after 20 s) and
+// the flip back completes without any repair, since that LB never left
+// the old pool: the cycle ends rolled_back (exit 4) with a message naming
+// the LB, and no request fails or breaks an invariant. Once the operator
+// repairs nginx.conf the LB catches up to the newest generation, still
+// serving the old pool, and the next deploy goes live everywhere.
 func TestChaosNginxCheckFails(t *testing.T) {
+	start := time.Now()
 	l := startGatedLab(t, "3s", "timeouts {\n    switch = \"20s\"\n  }")
 	ctx := testContext(t, 6*time.Minute)
 	env := &lbEnv{t: t, consul: l.consul, cc: l.cc}
@@ -188,6 +194,7 @@ func TestChaosNginxCheckFails(t *testing.T) {
 	digest := l.gatedPkg(ctx, "2.0.0", false)
 	leader := l.c.waitLeader(ctx, l.c.nodes...)
 	via := l.c.others(leader)[0]
+	t.Logf("lab up and 1.0.0 live after %s", time.Since(start).Round(time.Millisecond))
 
 	chk := l.startChecker()
 	d := l.startDeploy(ctx, via.APIAddr, digest)
@@ -219,32 +226,57 @@ func TestChaosNginxCheckFails(t *testing.T) {
 
 	// The switch times out and flips back; nothing the operator does is
 	// needed for the cycle to end.
-	ended := func(within time.Duration) bool {
-		select {
-		case <-d.done:
-			return true
-		case <-time.After(within):
-			return false
-		}
-	}
-	if !ended(90 * time.Second) {
+	brokenAt := time.Now()
+	select {
+	case <-d.done:
+	case <-time.After(90 * time.Second):
 		c, _ := newestCycle(ctx, via)
 		a, _ := env.ack(reload.ID)
-		t.Errorf("cycle %s still in %s 90s after the switch began (%s); %s is at generation %d: %s. "+
-			"The flip back waits for an ack that an LB whose nginx -t fails can never give, although that LB never left the old pool",
+		t.Fatalf("cycle %s still in %s 90s after the switch began (%s); %s is at generation %d: %s",
 			c.ID, c.Phase, c.Message, reload.ID, a.Generation, a.LastError)
-		// The operator repairs nginx.conf, so the rest can be checked.
-		if err := os.WriteFile(mainConf, good, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if !ended(2 * time.Minute) {
-			t.Fatalf("cycle still running after nginx.conf was repaired")
-		}
 	}
-	report := chk.finish()
+	t.Logf("cycle %s ended %s %s after the switch began, exit %d: %s", d.c.ID, d.c.Phase,
+		time.Since(brokenAt).Round(time.Millisecond), d.code, d.c.Message)
 	if d.code != cycle.ExitRolledBack || d.c.Phase != cycle.RolledBack {
-		t.Errorf("deploy: exit %d, cycle %s in %s: %s; want exit %d rolled_back\n%s", d.code, d.c.ID, d.c.Phase, d.c.Message, cycle.ExitRolledBack, d.out)
+		t.Fatalf("deploy: exit %d, cycle %s in %s: %s; want exit %d rolled_back\n%s", d.code, d.c.ID, d.c.Phase, d.c.Message, cycle.ExitRolledBack, d.out)
 	}
-	report.requireClean(t)
+	if want := "LB " + reload.ID + " never applied the switch"; !strings.Contains(d.c.Message, want) {
+		t.Errorf("rolled back cycle's message %q does not say %q", d.c.Message, want)
+	}
+	if a, err := env.ack(reload.ID); err != nil || a.Generation >= at.SwitchGeneration || !strings.Contains(a.LastError, "cycler_chaos_broken_option") {
+		t.Errorf("ack of %s after the flip back, nginx.conf still broken: %+v, %v; want a generation before %d and the nginx -t error",
+			reload.ID, a, err, at.SwitchGeneration)
+	}
 	l.requireServing(ctx, "1.0.0")
+
+	// The operator repairs nginx.conf: the LB's retries apply the newest
+	// generation, in which the old pool is live again.
+	if err := os.WriteFile(mainConf, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repaired := time.Now()
+	newest := l.stateGeneration()
+	chaosWait(ctx, t, reload.ID+" to catch up after the repair", func() error {
+		a, err := env.ack(reload.ID)
+		if err != nil {
+			return err
+		}
+		if a.Generation < newest || a.LastError != "" {
+			return fmt.Errorf("%s acked generation %d (want %d), last error %q", reload.ID, a.Generation, newest, a.LastError)
+		}
+		return nil
+	})
+	t.Logf("%s acked generation %d %s after the repair", reload.ID, newest, time.Since(repaired).Round(time.Millisecond))
+	requireLBOnly(ctx, t, reload, "1.0.0")
+	report := chk.finish()
+	report.requireClean(t)
+
+	// And the next deploy goes live through every LB.
+	v3 := l.gatedPkg(ctx, "3.0.0", false)
+	l.open("smoke-3.0.0")
+	if code, c, out := l.deploy(ctx, via.APIAddr, v3); code != cycle.ExitLive {
+		t.Fatalf("deploy 3.0.0 after the repair: exit %d, cycle %s in %s: %s\n%s", code, c.ID, c.Phase, c.Message, out)
+	}
+	l.requireServing(ctx, "3.0.0")
+	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
 }
