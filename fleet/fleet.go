@@ -47,7 +47,14 @@ type Client struct {
 // Agents lists the agents registered in Consul, of service (every service
 // when empty), sorted by pool and instance.
 func (c *Client) Agents(ctx context.Context, service string) ([]Agent, error) {
-	entries, _, err := c.Consul.Health().Service(pool.ServiceAgent, "", false, (&consulapi.QueryOptions{}).WithContext(ctx))
+	q := &consulapi.QueryOptions{}
+	if service != "" {
+		// Consul filters on its side: a server managing several services
+		// then decodes only the agents of the one it asked for, not every
+		// agent of the fleet on every step of a cycle.
+		q.Filter = agentFilter(service)
+	}
+	entries, _, err := c.Consul.Health().Service(pool.ServiceAgent, "", false, q.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("fleet: list %s in Consul: %w", pool.ServiceAgent, err)
 	}
@@ -74,6 +81,14 @@ func (c *Client) Agents(ctx context.Context, service string) ([]Agent, error) {
 		return out[i].Instance < out[j].Instance
 	})
 	return out, nil
+}
+
+// agentFilter is the Consul filter expression that selects the
+// cyclerd-agent registrations of service. The value is quoted as a
+// filter string literal (double quotes, backslash escapes), which %q
+// produces for any service name.
+func agentFilter(service string) string {
+	return fmt.Sprintf("Service.Meta.service == %q", service)
 }
 
 // Call calls agent a's API. timeout 0 leaves only ctx to bound the call.

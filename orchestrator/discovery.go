@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 
@@ -106,13 +107,39 @@ func (d ConsulDiscovery) LBs(ctx context.Context, service string) ([]LBInfo, err
 	return out, nil
 }
 
+// AckWatcher is a Discovery that can wait for a service's
+// acknowledgements to change instead of being polled for them.
+type AckWatcher interface {
+	// WatchAcks returns the acknowledgements of service, by LB id, once
+	// their index differs from index or wait has passed (index 0 answers
+	// at once), and the index to pass to the next call.
+	WatchAcks(ctx context.Context, service string, index uint64, wait time.Duration) (map[string]lb.Ack, uint64, error)
+}
+
 // Acks implements Discovery.
 func (d ConsulDiscovery) Acks(ctx context.Context, service string) (map[string]lb.Ack, error) {
+	acks, _, err := d.WatchAcks(ctx, service, 0, 0)
+	return acks, err
+}
+
+// WatchAcks implements AckWatcher with a Consul blocking query on the
+// service's ack keys.
+func (d ConsulDiscovery) WatchAcks(ctx context.Context, service string, index uint64, wait time.Duration) (map[string]lb.Ack, uint64, error) {
 	prefix := pool.AckPrefix(service)
-	pairs, _, err := d.C.KV().List(prefix, (&consulapi.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("consul: list %s: %w", prefix, err)
+	q := &consulapi.QueryOptions{}
+	if index > 0 {
+		q.WaitIndex, q.WaitTime = index, wait
 	}
+	pairs, meta, err := d.C.KV().List(prefix, q.WithContext(ctx))
+	if err != nil {
+		return nil, 0, fmt.Errorf("consul: list %s: %w", prefix, err)
+	}
+	return parseAcks(prefix, pairs), meta.LastIndex, nil
+}
+
+// parseAcks decodes the ack keys under prefix, by LB id, skipping keys
+// that are not an LB's ack.
+func parseAcks(prefix string, pairs consulapi.KVPairs) map[string]lb.Ack {
 	out := map[string]lb.Ack{}
 	for _, p := range pairs {
 		id := strings.TrimPrefix(p.Key, prefix)
@@ -123,7 +150,10 @@ func (d ConsulDiscovery) Acks(ctx context.Context, service string) (map[string]l
 			out[id] = a
 		}
 	}
-	return out, nil
+	return out
 }
 
-var _ Discovery = ConsulDiscovery{}
+var (
+	_ Discovery  = ConsulDiscovery{}
+	_ AckWatcher = ConsulDiscovery{}
+)

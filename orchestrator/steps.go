@@ -65,6 +65,26 @@ func poolIDs(agents map[string]fleet.Agent, p string) []string {
 	return out
 }
 
+// hideParallel is how many agents a hide step calls at once.
+const hideParallel = 32
+
+// forEach calls fn(0) to fn(n-1), at most limit at a time, and returns
+// when every call has.
+func forEach(n, limit int, fn func(i int)) {
+	sem := make(chan struct{}, max(limit, 1))
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
 func union(a, b []string) []string {
 	out := slices.Concat(a, b)
 	slices.Sort(out)
@@ -134,29 +154,45 @@ func (o *Orchestrator) hideStep(ctx context.Context, log *zap.Logger, c cycle.Cy
 	if err := o.cfg.Discovery.PublishState(ctx, c.Service, toPoolState(st)); err != nil {
 		return err
 	}
-	var failed []string
-	for _, h := range c.Hosts {
+	// Every host is asked at once (hideParallel at a time): each hide is
+	// an agent call that waits on its local Consul, and a pool of hundreds
+	// asked one by one would take seconds even when all are hidden already.
+	fails := make([]string, len(c.Hosts))
+	errs := make([]error, len(c.Hosts))
+	forEach(len(c.Hosts), hideParallel, func(i int) {
+		h := c.Hosts[i]
 		if h.Failed {
-			continue
+			return
 		}
 		a, ok := agents[h.Instance]
 		if !ok {
-			failed = append(failed, h.Instance+": its cyclerd-agent is no longer registered in Consul")
-			continue
+			fails[i] = h.Instance + ": its cyclerd-agent is no longer registered in Consul"
+			return
 		}
 		if _, err := o.cfg.Fleet.SetHidden(ctx, a, gen, true); err != nil {
 			if !a.Passing {
-				failed = append(failed, fmt.Sprintf("%s: agent unreachable and failing in Consul: %v", h.Instance, err))
-				continue
+				fails[i] = fmt.Sprintf("%s: agent unreachable and failing in Consul: %v", h.Instance, err)
+				return
 			}
-			return fmt.Errorf("hide %s: %w", h.Instance, err)
+			errs[i] = fmt.Errorf("hide %s: %w", h.Instance, err)
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			return err // the first, in host order; the step is retried whole
+		}
+	}
+	var failed []string
+	for _, f := range fails {
+		if f != "" {
+			failed = append(failed, f)
 		}
 	}
 	if len(failed) > 0 {
 		return o.hostFailures(ctx, log, c, spec, failed, "hide")
 	}
 	if has && !poolRelease(st, st.Live).IsZero() {
-		if err := o.waitAcks(ctx, c.Service, gen); err != nil {
+		if err := o.awaitAcks(ctx, c.Service, gen); err != nil {
 			return err
 		}
 	}
@@ -225,17 +261,63 @@ func hostError(h cycle.Host) string {
 	return "failed"
 }
 
+// ackWait bounds how long one step waits for the LBs' acks. The wait is a
+// blocking query when the Discovery can watch acks, so a step sees an ack
+// as soon as Consul has it instead of after the drive loop's retry pause;
+// past ackWait the step reports that it is waiting, as before.
+const ackWait = 2 * time.Second
+
 // lbAcks reads the LBs that serve service and their acknowledgements, and
-// describes the ones that have not acked gen yet.
+// describes the ones that have not acked gen yet. When some have not, it
+// waits up to ackWait for them (see readAcks).
 func (o *Orchestrator) lbAcks(ctx context.Context, service string, gen uint64) ([]LBInfo, map[string]lb.Ack, []string, error) {
+	return o.readAcks(ctx, service, gen, ackWait)
+}
+
+// readAcks is lbAcks with the longest wait for acks; 0 reads once. The
+// LBs are listed once, before the wait: one that registers meanwhile is
+// seen by the next step.
+func (o *Orchestrator) readAcks(ctx context.Context, service string, gen uint64, wait time.Duration) ([]LBInfo, map[string]lb.Ack, []string, error) {
 	lbs, err := o.cfg.Discovery.LBs(ctx, service)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	acks, err := o.cfg.Discovery.Acks(ctx, service)
+	w, canWatch := o.cfg.Discovery.(AckWatcher)
+	var (
+		acks  map[string]lb.Ack
+		index uint64
+	)
+	if canWatch {
+		acks, index, err = w.WatchAcks(ctx, service, 0, 0)
+	} else {
+		acks, err = o.cfg.Discovery.Acks(ctx, service)
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	behind := acksBehind(lbs, acks, gen)
+	deadline := time.Now().Add(wait)
+	for canWatch && len(behind) > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		// Index 0 would answer at once and spin; 1 blocks until any write.
+		next, nextIndex, err := w.WatchAcks(ctx, service, max(index, 1), left)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if nextIndex < index {
+			nextIndex = 0 // Consul's index went backwards (a restored or new Consul): start over
+		}
+		acks, index = next, nextIndex
+		behind = acksBehind(lbs, acks, gen)
+	}
+	return lbs, acks, behind, nil
+}
+
+// acksBehind describes the LBs of lbs that have not acked gen in acks.
+func acksBehind(lbs []LBInfo, acks map[string]lb.Ack, gen uint64) []string {
 	var behind []string
 	for _, l := range lbs {
 		a := acks[l.ID]
@@ -250,12 +332,22 @@ func (o *Orchestrator) lbAcks(ctx context.Context, service string, gen uint64) (
 		}
 		behind = append(behind, s)
 	}
-	return lbs, acks, behind, nil
+	return behind
 }
 
-// waitAcks returns nil once every LB serving service acked gen or later.
+// waitAcks returns nil when every LB serving service acked gen or later.
+// It reads once and does not wait: preflight uses it to refuse at once.
 func (o *Orchestrator) waitAcks(ctx context.Context, service string, gen uint64) error {
-	_, _, behind, err := o.lbAcks(ctx, service, gen)
+	_, _, behind, err := o.readAcks(ctx, service, gen, 0)
+	if err != nil {
+		return err
+	}
+	return behindErr(gen, behind)
+}
+
+// awaitAcks is waitAcks that waits up to ackWait for the acks.
+func (o *Orchestrator) awaitAcks(ctx context.Context, service string, gen uint64) error {
+	_, _, behind, err := o.readAcks(ctx, service, gen, ackWait)
 	if err != nil {
 		return err
 	}
@@ -271,6 +363,27 @@ func behindErr(gen uint64, behind []string) error {
 
 // ---- deploy ----
 
+// deployCommitEvery bounds how long a finished install waits to be
+// committed with the ones that finish after it: results are committed
+// together, so a pool of hundreds of hosts costs tens of Raft commits of
+// the cycle, not one per host.
+const deployCommitEvery = 250 * time.Millisecond
+
+// deployResult is one finished install; step is nil when leadership was
+// lost during it.
+type deployResult struct {
+	id   string
+	step *cycle.Step
+}
+
+// deployStep installs the pending hosts, max_parallel at a time. A new
+// install starts as soon as one finishes, so no host waits for the
+// slowest of a batch, and results are committed as they come in (see
+// deployCommitEvery). It stops starting installs when the cycle must stop
+// (leadership lost, an operator's abort or pause, the breaker open, the
+// phase timeout passed, or more failures than failure_limit), lets the
+// ones under way finish and records them; the drive loop then handles the
+// cycle as before.
 func (o *Orchestrator) deployStep(ctx context.Context, log *zap.Logger, c cycle.Cycle, spec Spec) error {
 	var pending []cycle.Host
 	for _, h := range c.Hosts {
@@ -285,42 +398,103 @@ func (o *Orchestrator) deployStep(ctx context.Context, log *zap.Logger, c cycle.
 	if err != nil {
 		return err
 	}
-	batch := pending[:min(max(spec.MaxParallel, 1), len(pending))]
-	steps := make([]*cycle.Step, len(batch))
-	var wg sync.WaitGroup
-	for i, h := range batch {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			steps[i] = o.install(ctx, log, c, agents, h.Instance)
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return ctx.Err() // a new leader installs again; the agent answers with the same result
-	}
-	failures := 0
-	next, err := o.patch(ctx, c.ID, func(c *cycle.Cycle) {
-		for i, h := range batch {
-			if e := c.Host(h.Instance); e != nil && steps[i] != nil {
-				e.Deploy = steps[i]
-				e.Failed = !steps[i].OK
+	limit := max(spec.MaxParallel, 1)
+	results := make(chan deployResult)
+	var (
+		wg                 sync.WaitGroup
+		buf                []deployResult
+		flushAt            <-chan time.Time
+		launched, inflight int
+		stop               bool
+		stopErr            error
+		failed             bool
+	)
+	flush := func() {
+		rec := buf
+		buf, flushAt = nil, nil
+		if stop && stopErr != nil || ctx.Err() != nil {
+			return // a new leader installs again; the agent answers with the same result
+		}
+		next, err := o.patch(ctx, c.ID, func(c *cycle.Cycle) {
+			for _, r := range rec {
+				if e := c.Host(r.id); e != nil {
+					e.Deploy, e.Failed = r.step, !r.step.OK
+				}
+			}
+		})
+		if err != nil {
+			stop, stopErr = true, err
+			return
+		}
+		for _, r := range rec {
+			if !r.step.OK {
+				failed = true
+				o.breakers.failure(c.Service, spec)
 			}
 		}
-	})
-	if err != nil {
-		return err
-	}
-	for _, s := range steps {
-		if s != nil && !s.OK {
-			failures++
-			o.breakers.failure(c.Service, spec)
+		if next.Failures() > spec.failureLimit(len(next.Hosts)) || next.AbortRequested != "" || next.Paused {
+			stop = true
 		}
 	}
-	if failures > 0 {
-		return o.checkFailures(ctx, log, next, spec)
+	for {
+		if !stop {
+			if open, _ := o.breakers.open(c.Service, spec); open || o.deployTimedOut(c, spec) || ctx.Err() != nil {
+				stop = true
+			}
+		}
+		for !stop && inflight < limit && launched < len(pending) {
+			id := pending[launched].Instance
+			launched++
+			inflight++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results <- deployResult{id: id, step: o.install(ctx, log, c, agents, id)}
+			}()
+		}
+		if inflight == 0 {
+			break
+		}
+		select {
+		case r := <-results:
+			inflight--
+			if r.step != nil {
+				buf = append(buf, r)
+				if flushAt == nil {
+					flushAt = time.After(deployCommitEvery)
+				}
+			}
+			if len(buf) >= limit || (inflight == 0 && len(buf) > 0) {
+				flush()
+			}
+		case <-flushAt:
+			flush()
+		}
+	}
+	if len(buf) > 0 {
+		flush()
+	}
+	wg.Wait()
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case stopErr != nil:
+		return stopErr
+	case failed:
+		latest, ok := o.cfg.Store.Cycle(c.ID)
+		if !ok || latest.Phase != cycle.Deploy {
+			return nil
+		}
+		return o.checkFailures(ctx, log, latest, spec)
 	}
 	return nil
+}
+
+// deployTimedOut reports whether the deploy phase of c has run past its
+// timeout; the next step then ends the cycle as the timeout says.
+func (o *Orchestrator) deployTimedOut(c cycle.Cycle, spec Spec) bool {
+	limit := spec.timeout(cycle.Deploy)
+	return limit > 0 && len(c.Phases) > 0 && o.now().Sub(c.Phases[len(c.Phases)-1].Start) > limit
 }
 
 func (o *Orchestrator) install(ctx context.Context, log *zap.Logger, c cycle.Cycle, agents map[string]fleet.Agent, id string) *cycle.Step {

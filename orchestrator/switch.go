@@ -56,22 +56,33 @@ func (c cycleHosts) failed() []string {
 
 type cycleHosts []cycle.Host
 
-// setHidden hides or unhides the instances ids for gen; strict makes any
-// error fatal to the step, otherwise errors are logged and skipped.
+// setHidden hides or unhides the instances ids for gen, hideParallel at a
+// time (one at a time, a pool of hundreds would take seconds of round
+// trips); strict makes any error fatal to the step (the first, in id
+// order), otherwise errors are logged and skipped. The order among ids does
+// not matter: the step that calls it publishes nothing until all are done.
 func (o *Orchestrator) setHidden(ctx context.Context, log *zap.Logger, agents map[string]fleet.Agent, ids []string, gen uint64, hidden, strict bool) error {
-	for _, id := range ids {
+	errs := make([]error, len(ids))
+	forEach(len(ids), hideParallel, func(i int) {
+		id := ids[i]
 		a, ok := agents[id]
 		if !ok {
 			if strict {
-				return fmt.Errorf("instance %s has no cyclerd-agent registered in Consul", id)
+				errs[i] = fmt.Errorf("instance %s has no cyclerd-agent registered in Consul", id)
 			}
-			continue
+			return
 		}
 		if _, err := o.cfg.Fleet.SetHidden(ctx, a, gen, hidden); err != nil {
 			if strict {
-				return fmt.Errorf("set hidden=%t on %s: %w", hidden, id, err)
+				errs[i] = fmt.Errorf("set hidden=%t on %s: %w", hidden, id, err)
+				return
 			}
 			log.Warn("maintenance not set", zap.String("instance", id), zap.Bool("hidden", hidden), zap.Error(err))
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -138,8 +138,12 @@ func (s *Store) openStores(hlog hclog.Logger) (raft.LogStore, raft.StableStore, 
 		}
 		s.owned = append(s.owned, bolt)
 		stable = bolt
-		// The cache keeps recent entries in memory for replication.
-		logs, err = raft.NewLogCache(512, bolt)
+		// The cache keeps recent entries in memory for replication. It is
+		// small on purpose: a cycle of a 500-host pool commits records of
+		// about 100 KB, and 512 of them held ~50 MB on every server
+		// (docs/benchmarks-scale.md). A follower that falls further behind
+		// reads from bolt instead, which only costs a disk read.
+		logs, err = raft.NewLogCache(logCacheEntries, bolt)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("raftstore: log cache: %w", err)
 		}
@@ -364,3 +368,7 @@ func (s *Store) leaderHint() string {
 	}
 	return fmt.Sprintf(" (the leader is %s at %s)", id, addr)
 }
+
+// logCacheEntries is how many recent log entries each server keeps in
+// memory (see New).
+const logCacheEntries = 64

@@ -36,16 +36,20 @@ type row struct {
 	Figure, Value, Peer, Ratio string
 }
 
-// goal is one goal a report checked.
+// goal is one goal a report checked. Reports write it as {goal, met,
+// detail}, or as {what, goal, measured, unit, met}.
 type goal struct {
-	Goal   string `json:"goal"`
-	Met    bool   `json:"met"`
-	Detail string `json:"detail"`
+	Goal     string  `json:"goal"`
+	Met      bool    `json:"met"`
+	Detail   string  `json:"detail"`
+	What     string  `json:"what"`
+	Measured float64 `json:"measured"`
+	Unit     string  `json:"unit"`
 }
 
 var reports = []report{
 	{Name: "cycle", Target: "make bench-cycle", What: "failed requests and latency through nginx (dynamic and reload) and varnish during full cycles, against an in-place deploy", figures: cycleRows},
-	{Name: "scale", Target: "make bench-scale", What: "orchestration overhead at 4, 50 and 500 hosts, server RSS, and resume time after kill -9 of the leader", figures: headlineRows},
+	{Name: "scale", Target: "make bench-scale", What: "orchestration overhead at 4, 50 and 500 hosts, server RSS, and resume time after kill -9 of the leader", figures: scaleRows},
 	{Name: "lb", Target: "make bench-lb", What: "LB switch latency and failed requests of cyclerd lb against consul-template", figures: lbRows},
 	{Name: "raft", Target: "make bench-raft", What: "Raft failover and write throughput of real cyclerd servers", figures: raftRows},
 	{Name: "install", Target: "make bench-install", What: "a 50 MiB package installed on 20 agents at once against curl | tar xz", figures: installRows},
@@ -144,6 +148,12 @@ func goalsOf(doc map[string]any) []goal {
 	}
 	var out []goal
 	_ = json.Unmarshal(raw, &out)
+	for i, g := range out {
+		if g.What != "" {
+			out[i].Goal = g.What + " " + g.Goal
+			out[i].Detail = fmt.Sprintf("%s %s", str(g.Measured), g.Unit)
+		}
+	}
 	return out
 }
 
@@ -228,6 +238,36 @@ func sortedNames[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	slices.Sort(out)
+	return out
+}
+
+// scaleRows reads the overhead per scale against the plain-install peer,
+// the servers' RSS, and the resume time against Raft's own failover.
+func scaleRows(doc map[string]any) []row {
+	if h := headlineRows(doc); len(h) > 0 {
+		return h
+	}
+	var out []row
+	scales, _ := doc["scales"].([]any)
+	for _, x := range scales {
+		m, _ := x.(map[string]any)
+		out = append(out, row{Figure: fmt.Sprintf("orchestration overhead per cycle, %s hosts (p50)", str(m["hosts"])),
+			Value: str(m["overhead_p50_ms"]) + " ms", Peer: str(m["peer_p50_ms"]) + " ms (the same installs, no cycle)", Ratio: str(m["ratio"])})
+	}
+	rss, _ := doc["server_rss"].([]any)
+	for _, x := range rss {
+		m, _ := x.(map[string]any)
+		if str(m["role"]) != "leader" {
+			continue
+		}
+		out = append(out, row{Figure: fmt.Sprintf("leader VmRSS, %s hosts (%s)", str(m["hosts"]), str(m["when"])), Value: str(m["vmrss_mb"]) + " MB"})
+	}
+	res, _ := doc["resume"].(map[string]any)
+	if res != nil {
+		out = append(out, row{Figure: fmt.Sprintf("resume after kill -9 of the leader, %s hosts (p50 / max)", str(res["hosts"])),
+			Value: fmt.Sprintf("%s / %s ms", str(res["resume_p50_ms"]), str(res["resume_max_ms"])),
+			Peer:  fmt.Sprintf("%s / %s ms (Raft failover alone)", str(res["raft_p50_ms"]), str(res["raft_max_ms"]))})
+	}
 	return out
 }
 
