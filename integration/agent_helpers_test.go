@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,32 +75,8 @@ func startHostsEnvWith(t *testing.T, extraServerConfig string) *hostsEnv {
 // hostsServerConfig is a single server's config: the operator token of the
 // cluster tests, the fleet's agent-scope token, and the agent token.
 func hostsServerConfig(n *clusterNode, dataDir, consulAddr string) string {
-	return fmt.Sprintf(`node_id  = %q
-data_dir = %q
-log {
-  level  = "debug"
-  format = "console"
-}
-api {
-  listen = %q
-  token "ops" {
-    secret = %q
-    scopes = ["operator"]
-  }
-  token "fleet" {
-    secret = %q
-    scopes = ["agent"]
-  }
-}
-consul {
-  address = %q
-}
-raft {
-  bind   = %q
-  timing = "fast"
-}
-agent_token = %q
-`, n.ID, dataDir, n.APIAddr, clusterToken, fleetSecret, consulAddr, n.RaftAddr, agentAPISecret)
+	return harness.ServerConfig{NodeID: n.ID, DataDir: dataDir, LogLevel: "debug", APIAddr: n.APIAddr, OperatorSecret: clusterToken,
+		FleetSecret: fleetSecret, ConsulAddr: consulAddr, RaftAddr: n.RaftAddr, Timing: "fast", AgentToken: agentAPISecret}.Render()
 }
 
 // testAgent is one `cyclerd agent` supervising the app of one instance.
@@ -123,63 +98,12 @@ func (e *hostsEnv) startAgent(pool, instance string) *testAgent {
 	return startAgentWith(e.t, []string{e.server.APIAddr}, e.consul.HTTPAddr, pool, instance)
 }
 
-// agentConfig renders an agent's config. Consul checks run every second,
-// and the agent stops its app when it stops.
+// agentConfig renders an agent's config (harness.AgentConfig) for service
+// web, with an operator-only token the agent API must refuse.
 func agentConfig(a *testAgent, servers []string, consulAddr string) string {
-	list, _ := json.Marshal(servers) // an HCL list of strings is a JSON array
-	return fmt.Sprintf(`node_id  = %q
-data_dir = %q
-log {
-  level  = "debug"
-  format = "console"
-}
-api {
-  listen = %q
-  token "servers" {
-    secret = %q
-    scopes = ["agent"]
-  }
-  token "ops" {
-    secret = %q
-    scopes = ["operator"]
-  }
-}
-consul {
-  address = %q
-}
-servers      = %s
-server_token = %q
-service      = "web"
-pool         = %q
-instance_id  = %q
-address      = "127.0.0.1"
-port         = %d
-app {
-  check_interval  = "1s"
-  stop_timeout    = "5s"
-  health_timeout  = "20s"
-  stop_with_agent = true
-}
-`, "host-"+a.Instance, a.DataDir, a.APIAddr, agentAPISecret, agentOpsSecret, consulAddr, list, fleetSecret, a.Pool, a.Instance, a.AppPort)
-}
-
-// killLeftoverApp kills the app recorded in an agent's state file if it
-// still runs.
-func killLeftoverApp(t *testing.T, dataDir string) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "agent-state.json"))
-	if err != nil {
-		return
-	}
-	var st struct {
-		App *struct {
-			PID int `json:"pid"`
-		} `json:"app"`
-	}
-	if json.Unmarshal(b, &st) != nil || st.App == nil || st.App.PID <= 0 || !harness.Alive(st.App.PID) {
-		return
-	}
-	t.Logf("killing the app left running by the agent in %s (pid %d)", dataDir, st.App.PID)
-	_ = syscall.Kill(-st.App.PID, syscall.SIGKILL)
+	return harness.AgentConfig{NodeID: "host-" + a.Instance, DataDir: a.DataDir, LogLevel: "debug", APIAddr: a.APIAddr,
+		ServersSecret: agentAPISecret, OperatorSecret: agentOpsSecret, ConsulAddr: consulAddr, Servers: servers,
+		ServerToken: fleetSecret, Service: "web", Pool: a.Pool, Instance: a.Instance, AppPort: a.AppPort}.Render()
 }
 
 // agentCall calls a's API with token.

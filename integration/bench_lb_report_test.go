@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,17 +220,7 @@ func startCTLB(t *testing.T, e *lbEnv, bin string) lbTarget {
 	errorLog := filepath.Join(prefix, "logs", "error.log")
 	ngx := harness.StartProcess(t, harness.ProcessConfig{
 		Name: "nginx-ct", Path: o.Binary, Args: nginx.ForegroundArgs(o), Dir: prefix, ExtraLogs: []string{errorLog},
-		Ready: func(ctx context.Context) error { // the admin server answers (404 on /) once nginx serves
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/", nil)
-			if err != nil {
-				return err
-			}
-			resp, err := freshHTTP.Do(req)
-			if err != nil {
-				return err
-			}
-			return resp.Body.Close()
-		},
+		Ready: nginxAdminUp(admin),
 	})
 
 	dir := t.TempDir()

@@ -136,64 +136,22 @@ func startScaleLB(t *testing.T, consulAddr string, services []string) *lbNode {
 	}
 	prefix := filepath.Join(t.TempDir(), "nginx")
 	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	user := ""
-	if os.Geteuid() == 0 {
-		user = `user = "root"`
-	}
-	var blocks strings.Builder
-	quoted := make([]string, len(services))
-	for i, s := range services {
-		quoted[i] = strconv.Quote(s)
-		fmt.Fprintf(&blocks, "  service %q {\n    listen = \"127.0.0.1:%d\"\n  }\n", s, harness.FreePort(t))
+	var listen []harness.NginxService
+	for _, s := range services {
+		listen = append(listen, harness.NginxService{Name: s, Listen: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))})
 	}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	cfg := fmt.Sprintf(`lb_id           = "nginx-1"
-services        = [%s]
-min_live        = 1
-verify_interval = "5s"
-log {
-  level  = "info"
-  format = "console"
-}
-api {
-  listen = %q
-  token "ops" {
-    secret = %q
-    scopes = ["operator"]
-  }
-}
-consul {
-  address = %q
-}
-driver "nginx" {
-  mode         = "dynamic"
-  binary       = %q
-  standalone   = true
-  prefix       = %q
-  config_dir   = %q
-  admin_addr   = %q
-  admin_secret = %q
-  %s
-%s}
-`, strings.Join(quoted, ", "), apiAddr, lbToken, consulAddr, harness.NginxBinary(t), prefix, filepath.Join(prefix, "cycler"),
-		admin, randomHex(t), user, blocks.String())
+	cfg := harness.LBConfig{ID: "nginx-1", Services: services, VerifyInterval: "5s", LogLevel: "info",
+		APIAddr: apiAddr, OperatorSecret: lbToken, ConsulAddr: consulAddr,
+		Driver: harness.NginxDriver{Mode: "dynamic", Binary: harness.NginxBinary(t), Prefix: prefix, AdminAddr: admin,
+			AdminSecret: randomHex(t), Services: listen}.Render()}.Render()
 	n := &lbNode{ID: "nginx-1"}
 	n.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{Role: "lb", Config: cfg, APIAddr: apiAddr, Name: "cyclerd-lb-nginx-1"})
 	o := nginx.Options{Prefix: prefix, MainConfig: filepath.Join(prefix, "nginx.conf"), Standalone: true}
 	n.Nginx = harness.StartProcess(t, harness.ProcessConfig{
 		Name: "nginx-1", Path: harness.NginxBinary(t), Args: nginx.ForegroundArgs(o), Dir: prefix,
 		ExtraLogs: []string{filepath.Join(prefix, "logs", "error.log")},
-		Ready: func(ctx context.Context) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/", nil)
-			if err != nil {
-				return err
-			}
-			resp, err := freshHTTP.Do(req)
-			if err != nil {
-				return err
-			}
-			return resp.Body.Close()
-		},
+		Ready:     nginxAdminUp(admin),
 	})
 	return n
 }

@@ -40,7 +40,8 @@ type chaosLabOptions struct {
 	netns bool
 }
 
-// startChaosLab is startFleetLab with opts. With opts.netns it also
+// startChaosLab starts the lab (see fleetLab) with the service block svc
+// and opts; startFleetLab is it with no options. With opts.netns it also
 // returns the namespaces, where server i runs in namespace i.
 func startChaosLab(t *testing.T, svc string, opts chaosLabOptions) (*fleetLab, *harness.Netns) {
 	t.Helper()
@@ -90,6 +91,28 @@ func startChaosLab(t *testing.T, svc string, opts chaosLabOptions) (*fleetLab, *
 		}
 	}
 	return l, ns
+}
+
+// requireV2OrRolledBack fails unless the deploy of 2.0.0 over 1.0.0
+// ended done or rolled back and every LB serves the version it left live.
+func requireV2OrRolledBack(ctx context.Context, t *testing.T, l *fleetLab, r deployResult) {
+	t.Helper()
+	requireEnded(t, r, cycle.Done, cycle.RolledBack)
+	want := "2.0.0"
+	if r.c.Phase == cycle.RolledBack {
+		want = "1.0.0"
+	}
+	l.requireServing(ctx, want)
+}
+
+// deployV1 pushes the demo package 1.0.0 and deploys it through the first
+// server; the test fails unless the cycle goes live.
+func (l *fleetLab) deployV1(ctx context.Context) {
+	l.t.Helper()
+	_, v1 := l.pkg(ctx, "1.0.0")
+	if code, c, out := l.deploy(ctx, l.c.nodes[0].APIAddr, v1); code != cycle.ExitLive {
+		l.t.Fatalf("deploy v1: exit %d (%s)\n%s", code, c.Phase, out)
+	}
 }
 
 // startNetnsCluster starts 3 servers, server i inside namespace i on its
@@ -253,10 +276,7 @@ func TestChaosConsulRestart(t *testing.T) {
 	start := time.Now()
 	l, _ := startChaosLab(t, labService(""), chaosLabOptions{persistentConsul: true})
 	ctx := testContext(t, 3*time.Minute)
-	_, v1 := l.pkg(ctx, "1.0.0")
-	if code, c, out := l.deploy(ctx, l.c.nodes[0].APIAddr, v1); code != cycle.ExitLive {
-		t.Fatalf("deploy v1: exit %d (%s)\n%s", code, c.Phase, out)
-	}
+	l.deployV1(ctx)
 	const marker = "chaos-consul-install-v2"
 	v2 := chaosPkg(ctx, l, "2.0.0", marker, 500*time.Millisecond)
 	t.Logf("lab up and v1 live after %s", time.Since(start).Round(time.Millisecond))
@@ -292,12 +312,7 @@ func TestChaosConsulRestart(t *testing.T) {
 	r := <-res
 	rep := chk.finish()
 	rep.requireClean(t)
-	requireEnded(t, r, cycle.Done, cycle.RolledBack)
-	want := "2.0.0"
-	if r.c.Phase == cycle.RolledBack {
-		want = "1.0.0"
-	}
-	l.requireServing(ctx, want)
+	requireV2OrRolledBack(ctx, t, l, r)
 	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
 }
 
@@ -311,10 +326,7 @@ func TestChaosAgentKilledMidInstall(t *testing.T) {
 	start := time.Now()
 	l, _ := startChaosLab(t, labService(`failure_limit = "1"`), chaosLabOptions{})
 	ctx := testContext(t, 3*time.Minute)
-	_, v1 := l.pkg(ctx, "1.0.0")
-	if code, c, out := l.deploy(ctx, l.c.nodes[0].APIAddr, v1); code != cycle.ExitLive {
-		t.Fatalf("deploy v1: exit %d (%s)\n%s", code, c.Phase, out)
-	}
+	l.deployV1(ctx)
 	const marker = "chaos-agent-install-v2"
 	v2 := chaosPkg(ctx, l, "2.0.0", marker, 4*time.Second)
 	t.Logf("lab up and v1 live after %s", time.Since(start).Round(time.Millisecond))
@@ -406,10 +418,7 @@ func TestChaosPartitionLeader(t *testing.T) {
 	start := time.Now()
 	l, ns := startChaosLab(t, labService(""), chaosLabOptions{netns: true})
 	ctx := testContext(t, 3*time.Minute)
-	_, v1 := l.pkg(ctx, "1.0.0")
-	if code, c, out := l.deploy(ctx, l.c.nodes[0].APIAddr, v1); code != cycle.ExitLive {
-		t.Fatalf("deploy v1: exit %d (%s)\n%s", code, c.Phase, out)
-	}
+	l.deployV1(ctx)
 	const marker = "chaos-partition-install-v2"
 	v2 := chaosPkg(ctx, l, "2.0.0", marker, 3*time.Second)
 	old := l.c.waitLeader(ctx, l.c.nodes...)
@@ -511,12 +520,7 @@ func TestChaosPartitionLeader(t *testing.T) {
 	r := <-res
 	rep := chk.finish()
 	rep.requireClean(t)
-	requireEnded(t, r, cycle.Done, cycle.RolledBack)
-	want := "2.0.0"
-	if r.c.Phase == cycle.RolledBack {
-		want = "1.0.0"
-	}
-	l.requireServing(ctx, want)
+	requireV2OrRolledBack(ctx, t, l, r)
 
 	// After the heal, the three agree on one leader, and the old leader's
 	// replica holds the majority's history of the cycle.

@@ -108,39 +108,10 @@ func startCluster(t *testing.T, opts clusterOptions) *cluster {
 	return c
 }
 
-// serverConfig renders a server's HCL config.
+// serverConfig renders a server's HCL config (harness.ServerConfig).
 func serverConfig(n *clusterNode, dataDir, consulAddr, timing string, join []string, discover bool) string {
-	var raft strings.Builder
-	fmt.Fprintf(&raft, "  bind = %q\n", n.RaftAddr)
-	if discover {
-		raft.WriteString("  discover = true\n")
-	}
-	if len(join) > 0 {
-		j, _ := json.Marshal(join) // an HCL list of strings is a JSON array
-		fmt.Fprintf(&raft, "  join = %s\n", j)
-	}
-	if timing != "" {
-		fmt.Fprintf(&raft, "  timing = %q\n", timing)
-	}
-	return fmt.Sprintf(`node_id  = %q
-data_dir = %q
-log {
-  level  = "info"
-  format = "console"
-}
-api {
-  listen = %q
-  token "ops" {
-    secret = %q
-    scopes = ["operator"]
-  }
-}
-consul {
-  address = %q
-}
-raft {
-%s}
-`, n.ID, dataDir, n.APIAddr, clusterToken, consulAddr, raft.String())
+	return harness.ServerConfig{NodeID: n.ID, DataDir: dataDir, LogLevel: "info", APIAddr: n.APIAddr, OperatorSecret: clusterToken,
+		ConsulAddr: consulAddr, RaftAddr: n.RaftAddr, Discover: discover, Join: join, Timing: timing}.Render()
 }
 
 // withExtra adds opts.Extra and opts.ExtraAPI to a server config.

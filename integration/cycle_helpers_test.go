@@ -37,51 +37,16 @@ type fleetLab struct {
 	demoBin string
 }
 
-// labService is the service block the lab's servers run cycles with;
-// extra goes inside it.
+// labService is the service block the lab's servers run cycles with
+// (harness.DemoServiceBlock, as `make demo` runs it); extra goes inside it.
 func labService(extra string) string {
-	return fmt.Sprintf(`service "web" {
-  min_live      = 1
-  max_parallel  = 2
-  drain         = "1s"
-  bake_time     = "3s"
-  bake_interval = "500ms"
-  breaker {
-    consecutive_failures = 4
-    cooldown             = "10m"
-  }
-  smoke "root" {
-    path    = "/"
-    retries = 2
-    backoff_initial = "200ms"
-  }
-  bake "through-lb" {
-    path = "/bake"
-  }
-  %s
-}
-`, extra)
+	return fmt.Sprintf("service \"web\" {\n%s  %s\n}\n", harness.DemoServiceBlock, extra)
 }
 
 // startFleetLab starts the lab with the service block svc.
 func startFleetLab(t *testing.T, svc string) *fleetLab {
 	t.Helper()
-	l := &fleetLab{t: t, consul: harness.StartConsul(t), demoBin: harness.BuildBinary(t, "./cmd/cycler-demoapp")}
-	l.cc = l.consul.Client()
-	extra := fmt.Sprintf("agent_token = %q\n%s", agentAPISecret, svc)
-	l.c = startCluster(t, clusterOptions{Size: 3, Timing: "", ConsulAddr: l.consul.HTTPAddr, Extra: extra,
-		ExtraAPI: fmt.Sprintf("  token \"fleet\" {\n    secret = %q\n    scopes = [\"agent\"]\n  }\n", fleetSecret)})
-	var servers []string
-	for _, n := range l.c.nodes {
-		servers = append(servers, n.APIAddr)
-	}
-	for _, p := range []string{"blue", "green"} {
-		for i := 1; i <= 2; i++ {
-			l.agents = append(l.agents, startAgentWith(t, servers, l.consul.HTTPAddr, p, fmt.Sprintf("web-%s-%d", p, i)))
-		}
-	}
-	env := &lbEnv{t: t, consul: l.consul, cc: l.cc}
-	l.lbs = append(l.lbs, startNginxLB(t, env, "nginx-1", "dynamic"), startVarnishLB(t, env, "varnish-1"))
+	l, _ := startChaosLab(t, svc, chaosLabOptions{})
 	return l
 }
 
@@ -248,7 +213,7 @@ func startAgentWith(t *testing.T, servers []string, consulAddr, pool, instance s
 	// Registered before the agent, so it runs after the agent's own
 	// Cleanup: a test that failed half-way may leave an app the agent no
 	// longer supervises.
-	t.Cleanup(func() { killLeftoverApp(t, a.DataDir) })
+	t.Cleanup(func() { harness.KillLeftoverApp(t, a.DataDir) })
 	a.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{Role: "agent", Name: "agent-" + instance, Dir: dir, APIAddr: a.APIAddr,
 		Config: agentConfig(a, servers, consulAddr)})
 	return a

@@ -163,24 +163,9 @@ func startNginxLB(t *testing.T, e *lbEnv, id, mode string) *lbNode {
 	prefix := filepath.Join(t.TempDir(), "nginx")
 	listen := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	user := ""
-	if os.Geteuid() == 0 {
-		user = `user = "root"` // workers must read the prefix in the test's 0700 temp dir
-	}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	cfg := lbConfig(id, apiAddr, e.consul.HTTPAddr, fmt.Sprintf(`driver "nginx" {
-  mode         = %q
-  binary       = %q
-  standalone   = true
-  prefix       = %q
-  config_dir   = %q
-  admin_addr   = %q
-  admin_secret = %q
-  %s
-  service "web" {
-    listen = %q
-  }
-}`, mode, harness.NginxBinary(t), prefix, filepath.Join(prefix, "cycler"), admin, randomHex(t), user, listen))
+	cfg := lbConfig(id, apiAddr, e.consul.HTTPAddr, harness.NginxDriver{Mode: mode, Binary: harness.NginxBinary(t), Prefix: prefix,
+		AdminAddr: admin, AdminSecret: randomHex(t), Services: []harness.NginxService{{Name: "web", Listen: listen}}}.Render())
 	n := &lbNode{ID: id, Public: "http://" + listen}
 	n.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{Role: "lb", Config: cfg, APIAddr: apiAddr, Name: "cyclerd-lb-" + id})
 	o := nginx.Options{Prefix: prefix, MainConfig: filepath.Join(prefix, "nginx.conf"), Standalone: true}
@@ -190,20 +175,25 @@ func startNginxLB(t *testing.T, e *lbEnv, id, mode string) *lbNode {
 		Args:      nginx.ForegroundArgs(o),
 		Dir:       prefix,
 		ExtraLogs: []string{filepath.Join(prefix, "logs", "error.log")},
-		// The admin server answers (404 on /) once nginx serves.
-		Ready: func(ctx context.Context) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/", nil)
-			if err != nil {
-				return err
-			}
-			resp, err := freshHTTP.Do(req)
-			if err != nil {
-				return err
-			}
-			return resp.Body.Close()
-		},
+		Ready:     nginxAdminUp(admin),
 	})
 	return n
+}
+
+// nginxAdminUp is the Ready check of an nginx with its admin server at
+// admin: that server answers (404 on /) once nginx serves.
+func nginxAdminUp(admin string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := freshHTTP.Do(req)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
 }
 
 // startVarnishLB starts a varnishd (booted with the harness's VCL) and a
@@ -218,43 +208,19 @@ func startVarnishLB(t *testing.T, e *lbEnv, id string) *lbNode {
 		t.Fatal(err)
 	}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	cfg := lbConfig(id, apiAddr, e.consul.HTTPAddr, fmt.Sprintf(`driver "varnish" {
-  admin_addr  = %q
-  secret_file = %q
-  vcl_dir     = %q
-  include     = %q
-}
-frontend "web" {
-  url = %q
-}`, v.AdminAddr, v.SecretFile, filepath.Join(t.TempDir(), "vcl"), site, v.URL()))
+	cfg := lbConfig(id, apiAddr, e.consul.HTTPAddr,
+		harness.VarnishDriver{V: v, VCLDir: filepath.Join(t.TempDir(), "vcl"), Include: site, Service: "web"}.Render())
 	n := &lbNode{ID: id, Public: v.URL()}
 	n.Cyclerd = harness.StartCyclerd(t, harness.CyclerdOptions{Role: "lb", Config: cfg, APIAddr: apiAddr, Name: "cyclerd-lb-" + id})
 	return n
 }
 
-// lbConfig renders a `cyclerd lb` config for service web around a driver
-// block. verify_interval is short so drift repair shows within a test.
+// lbConfig renders a `cyclerd lb` config (harness.LBConfig) for service
+// web around a driver block. verify_interval is short so drift repair
+// shows within a test.
 func lbConfig(id, apiAddr, consulAddr, driver string) string {
-	return fmt.Sprintf(`lb_id           = %q
-services        = ["web"]
-min_live        = 1
-verify_interval = "1s"
-log {
-  level  = "debug"
-  format = "console"
-}
-api {
-  listen = %q
-  token "ops" {
-    secret = %q
-    scopes = ["operator"]
-  }
-}
-consul {
-  address = %q
-}
-%s
-`, id, apiAddr, lbToken, consulAddr, driver)
+	return harness.LBConfig{ID: id, Services: []string{"web"}, VerifyInterval: "1s", LogLevel: "debug",
+		APIAddr: apiAddr, OperatorSecret: lbToken, ConsulAddr: consulAddr, Driver: driver}.Render()
 }
 
 // status reads GET /v1/lb/status.

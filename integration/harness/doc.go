@@ -11,6 +11,9 @@
 //	app := harness.StartDemoApp(t, harness.DemoAppOptions{Version: "v1", Instance: "web-blue-1", Pool: pool.Blue})
 //	ngx := harness.StartNginx(t, harness.NginxOptions{Upstreams: []string{app.Addr}})
 //
+// ServerConfig, AgentConfig, LBConfig, NginxDriver and VarnishDriver render the
+// daemons' HCL configs, so the tests and the lab run the same ones.
+//
 // Readiness is always a poll of a real endpoint (WaitFor), never a fixed sleep.
 //
 // Binaries: Consul comes from $CYCLER_CONSUL_BIN or <module root>/.bin/consul; nginx,

@@ -285,36 +285,9 @@ func (f *Fleet) waitRegistered(ctx context.Context, t T) {
 // fleetServerConfig renders a server's config; discover finds the cluster
 // through Consul instead of bootstrapping.
 func fleetServerConfig(s *FleetServer, dataDir, consulAddr string, discover bool, opts FleetOptions, tok fleetTokens) string {
-	raft := fmt.Sprintf("  bind = %q\n", s.RaftAddr)
-	if discover {
-		raft += "  discover = true\n"
-	}
-	return fmt.Sprintf(`node_id  = %q
-data_dir = %q
-log {
-  level  = %q
-  format = "console"
-}
-api {
-  listen = %q
-  token "ops" {
-    secret = %q
-    scopes = ["operator"]
-  }
-  token "fleet" {
-    secret = %q
-    scopes = ["agent"]
-  }
-}
-consul {
-  address = %q
-}
-raft {
-%s}
-agent_token = %q
-service %q {
-%s}
-`, s.ID, dataDir, opts.LogLevel, s.APIAddr, tok.operator, tok.fleet, consulAddr, raft, tok.agent, opts.Service, opts.ServiceBlock)
+	return ServerConfig{NodeID: s.ID, DataDir: dataDir, LogLevel: opts.LogLevel, APIAddr: s.APIAddr, OperatorSecret: tok.operator,
+		FleetSecret: tok.fleet, ConsulAddr: consulAddr, RaftAddr: s.RaftAddr, Discover: discover, AgentToken: tok.agent,
+		Service: opts.Service, ServiceBlock: opts.ServiceBlock}.Render()
 }
 
 // startFleetAgent starts the agent of instance in pool; it fetches blobs from
@@ -325,44 +298,19 @@ func startFleetAgent(t T, opts FleetOptions, tok fleetTokens, servers []string, 
 	a := &FleetAgent{Instance: instance, Pool: pool, APIAddr: loopback(StablePort(t)), AppPort: StablePort(t), DataDir: filepath.Join(dir, "data")}
 	// Registered before the agent, so it runs after the agent's own Cleanup:
 	// an agent that did not stop cleanly may leave its app running.
-	t.Cleanup(func() { killLeftoverApp(t, a.DataDir) })
-	list, _ := json.Marshal(servers) // an HCL list of strings is a JSON array
-	cfg := fmt.Sprintf(`node_id  = %q
-data_dir = %q
-log {
-  level  = %q
-  format = "console"
-}
-api {
-  listen = %q
-  token "servers" {
-    secret = %q
-    scopes = ["agent"]
-  }
-}
-consul {
-  address = %q
-}
-servers      = %s
-server_token = %q
-service      = %q
-pool         = %q
-instance_id  = %q
-address      = "127.0.0.1"
-port         = %d
-app {
-  check_interval  = "1s"
-  stop_timeout    = "5s"
-  health_timeout  = "20s"
-  stop_with_agent = true
-}
-`, "host-"+instance, a.DataDir, opts.LogLevel, a.APIAddr, tok.agent, consulAddr, list, tok.fleet, opts.Service, pool, instance, a.AppPort)
+	t.Cleanup(func() { KillLeftoverApp(t, a.DataDir) })
+	cfg := AgentConfig{NodeID: "host-" + instance, DataDir: a.DataDir, LogLevel: opts.LogLevel, APIAddr: a.APIAddr,
+		ServersSecret: tok.agent, ConsulAddr: consulAddr, Servers: servers, ServerToken: tok.fleet,
+		Service: opts.Service, Pool: pool, Instance: instance, AppPort: a.AppPort}.Render()
 	a.Cyclerd = StartCyclerd(t, CyclerdOptions{Role: "agent", Name: "agent-" + instance, Dir: dir, APIAddr: a.APIAddr, Config: cfg})
 	return a
 }
 
-// killLeftoverApp kills the app recorded in an agent's state file if it still runs.
-func killLeftoverApp(t T, dataDir string) {
+// KillLeftoverApp kills the app recorded in the state file of the agent
+// with data directory dataDir if it still runs. Register it with t.Cleanup
+// before starting the agent, so it runs after the agent's own Cleanup: an
+// agent that did not stop cleanly may leave its app running.
+func KillLeftoverApp(t T, dataDir string) {
 	b, err := os.ReadFile(filepath.Join(dataDir, "agent-state.json"))
 	if err != nil {
 		return
@@ -386,24 +334,9 @@ func startFleetNginx(t T, opts FleetOptions, tok fleetTokens, consulAddr, id str
 	t.Helper()
 	prefix := filepath.Join(t.TempDir(), "nginx-"+id)
 	listen, admin, apiAddr := loopback(StablePort(t)), loopback(StablePort(t)), loopback(StablePort(t))
-	user := ""
-	if os.Geteuid() == 0 {
-		user = `user = "root"` // workers must read the prefix in the 0700 temp dir
-	}
 	bin := NginxBinary(t)
-	driver := fmt.Sprintf(`driver "nginx" {
-  mode         = %q
-  binary       = %q
-  standalone   = true
-  prefix       = %q
-  config_dir   = %q
-  admin_addr   = %q
-  admin_secret = %q
-  %s
-  service %q {
-    listen = %q
-  }
-}`, opts.NginxMode, bin, prefix, filepath.Join(prefix, "cycler"), admin, randomSecret(t), user, opts.Service, listen)
+	driver := NginxDriver{Mode: opts.NginxMode, Binary: bin, Prefix: prefix, AdminAddr: admin, AdminSecret: randomSecret(t),
+		Services: []NginxService{{Name: opts.Service, Listen: listen}}}.Render()
 	n := &FleetLB{ID: id, Kind: "nginx", Mode: opts.NginxMode, Public: "http://" + listen}
 	n.Cyclerd = StartCyclerd(t, CyclerdOptions{Role: "lb", Config: fleetLBConfig(id, apiAddr, consulAddr, driver, opts, tok),
 		APIAddr: apiAddr, Name: "cyclerd-lb-" + id})
@@ -432,15 +365,7 @@ func startFleetVarnish(t T, opts FleetOptions, tok fleetTokens, consulAddr, id s
 		t.Fatalf("harness: varnish site VCL: %v", err)
 	}
 	apiAddr := loopback(StablePort(t))
-	driver := fmt.Sprintf(`driver "varnish" {
-  admin_addr  = %q
-  secret_file = %q
-  vcl_dir     = %q
-  include     = %q
-}
-frontend %q {
-  url = %q
-}`, v.AdminAddr, v.SecretFile, filepath.Join(dir, "vcl"), site, opts.Service, v.URL())
+	driver := VarnishDriver{V: v, VCLDir: filepath.Join(dir, "vcl"), Include: site, Service: opts.Service}.Render()
 	n := &FleetLB{ID: id, Kind: "varnish", Public: v.URL(), LB: v.Process, Varnish: v}
 	n.Cyclerd = StartCyclerd(t, CyclerdOptions{Role: "lb", Config: fleetLBConfig(id, apiAddr, consulAddr, driver, opts, tok),
 		APIAddr: apiAddr, Name: "cyclerd-lb-" + id})
@@ -449,26 +374,8 @@ frontend %q {
 
 // fleetLBConfig renders a `cyclerd lb` config around a driver block.
 func fleetLBConfig(id, apiAddr, consulAddr, driver string, opts FleetOptions, tok fleetTokens) string {
-	return fmt.Sprintf(`lb_id           = %q
-services        = [%q]
-min_live        = 1
-verify_interval = "1s"
-log {
-  level  = %q
-  format = "console"
-}
-api {
-  listen = %q
-  token "ops" {
-    secret = %q
-    scopes = ["operator"]
-  }
-}
-consul {
-  address = %q
-}
-%s
-`, id, opts.Service, opts.LogLevel, apiAddr, tok.operator, consulAddr, driver)
+	return LBConfig{ID: id, Services: []string{opts.Service}, VerifyInterval: "1s", LogLevel: opts.LogLevel,
+		APIAddr: apiAddr, OperatorSecret: tok.operator, ConsulAddr: consulAddr, Driver: driver}.Render()
 }
 
 // fleetPortBase is the lowest port StablePort hands out.
