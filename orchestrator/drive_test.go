@@ -255,3 +255,41 @@ func TestDriveFlipBackPastAnLBThatNeverSwitched(t *testing.T) {
 	w.setHoldAcks(false)
 	r.deploy("v3", cycle.Done)
 }
+
+// TestDriveRecycleRefreshesStandby: a recycle installs the live release on
+// the hidden standby pool and smokes it there, with no switch: the live pool,
+// the generation's live side and what the LB serves stay as they were.
+func TestDriveRecycleRefreshesStandby(t *testing.T) {
+	w := newSimWorld(t, 2, 2)
+	r := newSimRig(t, w, simSpec())
+	r.deploy("v1", cycle.Done)
+	r.deploy("v2", cycle.Done) // green live on v2, blue the standby on v1
+	s, o := r.leader()
+	before, _ := s.Service("web")
+
+	d := r.w.digest("v2")
+	started, err := o.Start(t.Context(), StartRequest{StartRequest: cycle.StartRequest{Service: "web", Digest: d}, By: "test",
+		Trigger: "schedule:nightly", Kind: cycle.KindRecycle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.finished(started.ID)
+	if c.Phase != cycle.Done || c.Target != raftstore.PoolBlue || c.SwitchGeneration != 0 {
+		t.Fatalf("recycle ended %s on %s with switch generation %d (%s), want done on blue with no switch", c.Phase, c.Target, c.SwitchGeneration, c.Message)
+	}
+	if got := w.versionsOf(raftstore.PoolBlue); !slices.Equal(got, []string{"v2", "v2"}) {
+		t.Errorf("blue runs %v, want the live v2", got)
+	}
+	if got := w.hiddenOf(raftstore.PoolBlue); !slices.Equal(got, []bool{true, true}) {
+		t.Errorf("blue hidden %v, want it still hidden", got)
+	}
+	s, _ = r.leader()
+	after, _ := s.Service("web")
+	if after.Live != before.Live || after.Pools.Blue.Version != "v2" || after.Pools.Green != before.Pools.Green {
+		t.Errorf("state %+v after the recycle, want green still live and blue recorded as v2", after)
+	}
+	seen, failed := w.probe(20)
+	if failed != 0 || seen["v2"] != 20 {
+		t.Errorf("through the LB: %v and %d failures, want only v2", seen, failed)
+	}
+}
