@@ -23,19 +23,9 @@ hey_version=v0.1.5
 hey_bin="${CYCLER_HEY_BIN:-$root/.bin/hey}"
 build_dir="" # set by go_install, removed on exit
 
-say() { printf 'bench-tools: %s\n' "$*"; }
-die() { printf 'bench-tools: error: %s\n' "$*" >&2; exit 1; }
-
-# as_root runs a command as root: directly when we are root, else through sudo.
-as_root() {
-	if [[ $EUID -eq 0 ]]; then
-		"$@"
-	elif command -v sudo >/dev/null; then
-		sudo "$@"
-	else
-		die "installing packages needs root; run this script as root or install sudo"
-	fi
-}
+prefix=bench-tools
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
 install_wrk() {
 	if command -v wrk >/dev/null; then
@@ -76,7 +66,7 @@ install_consul_template() {
 # hey prints no version of its own; the module version recorded in the
 # binary (go version -m) says which one it is.
 install_hey() {
-	if [[ -x $hey_bin ]] && go version -m "$hey_bin" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+github.com/rakyll/hey[[:space:]]+$hey_version[[:space:]]"; then
+	if [[ -x $hey_bin ]] && go version -m "$hey_bin" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+github.com/rakyll/hey[[:space:]]+${hey_version}[[:space:]]"; then
 		say "hey $hey_version present: $hey_bin"
 		return
 	fi

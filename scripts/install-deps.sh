@@ -22,19 +22,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 consul_bin="${CYCLER_CONSUL_BIN:-$root/.bin/consul}"
 packages=(nginx libnginx-mod-http-lua lua-resty-core varnish wrk haproxy)
 
-say() { printf 'deps: %s\n' "$*"; }
-die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
-
-# as_root runs a command as root: directly when we are root, else through sudo.
-as_root() {
-	if [[ $EUID -eq 0 ]]; then
-		"$@"
-	elif command -v sudo >/dev/null; then
-		sudo "$@"
-	else
-		die "installing packages needs root; run this script as root or install sudo"
-	fi
-}
+prefix=deps
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
 # present PACKAGE: succeeds when the files the harness uses from PACKAGE exist.
 present() {
