@@ -180,25 +180,30 @@ func (c *Controller) waitBlobQuorum(ctx context.Context, digest string, limit ti
 	if err != nil {
 		return 1, 1
 	}
-	var peers []string
+	// One client per peer for the whole wait: it is polled every 100 ms.
+	var peers []*client.Client
 	for _, m := range ms {
 		if !m.Voter {
 			continue
 		}
 		servers++
-		if m.ID != c.store.ID() && m.APIAddr != "" {
-			peers = append(peers, m.APIAddr)
+		if m.ID == c.store.ID() || m.APIAddr == "" {
+			continue
+		}
+		if cl, err := c.peers.client(m.APIAddr, c.peers.Token, 2*time.Second); err == nil {
+			defer cl.Close()
+			peers = append(peers, cl)
 		}
 	}
-	have := map[string]bool{}
+	have := map[*client.Client]bool{}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		for _, addr := range peers {
-			if !have[addr] && c.peerHasBlob(ctx, addr, digest) {
-				have[addr] = true
+		for _, cl := range peers {
+			if !have[cl] && peerHasBlob(ctx, cl, digest) {
+				have[cl] = true
 			}
 		}
 		stored = 1 + len(have)
@@ -213,13 +218,8 @@ func (c *Controller) waitBlobQuorum(ctx context.Context, digest string, limit ti
 	}
 }
 
-// peerHasBlob asks the server at addr whether it stores digest itself.
-func (c *Controller) peerHasBlob(ctx context.Context, addr, digest string) bool {
-	cl, err := c.peers.client(addr, c.peers.Token, 2*time.Second)
-	if err != nil {
-		return false
-	}
-	defer cl.Close()
+// peerHasBlob asks the server behind cl whether it stores digest itself.
+func peerHasBlob(ctx context.Context, cl *client.Client, digest string) bool {
 	resp, err := cl.DoRaw(ctx, http.MethodHead, "/v1/packages/"+url.PathEscape(digest)+"/download?local", nil, "")
 	if err != nil {
 		return false
