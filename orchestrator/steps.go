@@ -324,15 +324,21 @@ func acksBehind(lbs []LBInfo, acks map[string]lb.Ack, gen uint64) []string {
 		if a.Generation >= gen {
 			continue
 		}
-		s := fmt.Sprintf("%s at generation %d", l.ID, a.Generation)
-		if a.Refused != "" {
-			s += " (refused: " + a.Refused + ")"
-		} else if a.LastError != "" {
-			s += " (" + a.LastError + ")"
-		}
-		behind = append(behind, s)
+		behind = append(behind, describeAck(l.ID, a))
 	}
 	return behind
+}
+
+// describeAck says where LB id stands: its generation, and why it is stuck
+// there when it says.
+func describeAck(id string, a lb.Ack) string {
+	s := fmt.Sprintf("%s at generation %d", id, a.Generation)
+	if a.Refused != "" {
+		s += " (refused: " + a.Refused + ")"
+	} else if a.LastError != "" {
+		s += " (" + a.LastError + ")"
+	}
+	return s
 }
 
 // waitAcks returns nil when every LB serving service acked gen or later.

@@ -376,21 +376,10 @@ func (o *Orchestrator) flipBackAcks(ctx context.Context, c cycle.Cycle, gen uint
 		switch {
 		case a.Generation >= gen:
 		case a.Generation >= c.BaseGeneration && a.Generation < c.SwitchGeneration:
-			why := a.LastError
-			if a.Refused != "" {
-				why = a.Refused
-			}
-			kept = append(kept, fmt.Sprintf("LB %s never applied the switch (it serves generation %d, pool %s: %s)", l.ID, a.Generation, c.From, orDash(why)))
+			kept = append(kept, fmt.Sprintf("LB %s never applied the switch, so it kept serving pool %s: %s", l.ID, c.From, describeAck(l.ID, a)))
 		default:
-			behind = append(behind, fmt.Sprintf("%s at generation %d", l.ID, a.Generation))
+			behind = append(behind, describeAck(l.ID, a))
 		}
 	}
 	return kept, behindErr(gen, behind)
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
