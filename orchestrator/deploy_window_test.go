@@ -43,7 +43,7 @@ func (f *windowFleet) Install(ctx context.Context, a fleet.Agent, digest string)
 	if slow {
 		select {
 		case <-f.release:
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second): // generous: only a batch-at-a-time deploy reaches it
 			f.mu.Lock()
 			f.timedOut = true
 			f.mu.Unlock()
