@@ -58,7 +58,7 @@ func startHostsEnvWith(t *testing.T, extraServerConfig string) *hostsEnv {
 	n := &clusterNode{ID: "cyc-1", APIAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	api, err := client.New(client.Config{Addr: "http://" + n.APIAddr, Token: clusterToken, Timeout: 15 * time.Second})
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	n.API = api
 	dir := filepath.Join(t.TempDir(), n.ID)
@@ -120,7 +120,7 @@ func (a *testAgent) inventory(t *testing.T) agent.Inventory {
 	t.Helper()
 	var inv agent.Inventory
 	if err := a.agentCall(context.Background(), agentAPISecret, http.MethodGet, "/v1/agent/inventory", nil, &inv); err != nil {
-		t.Fatalf("inventory of %s: %v", a.Instance, err)
+		harness.Fatalf(t, "inventory of %s: %v", a.Instance, err)
 	}
 	return inv
 }
@@ -130,7 +130,7 @@ func writePackage(t *testing.T, name string, b []byte) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	return path
 }
@@ -141,7 +141,7 @@ func (e *hostsEnv) push(ctx context.Context, path string) string {
 	out := e.c.mustCtl(ctx, e.server.APIAddr, "--json", "package", "push", path)
 	var p controller.PackagePushed
 	if err := json.Unmarshal([]byte(out), &p); err != nil || !strings.HasPrefix(p.Digest, "sha256:") {
-		e.t.Fatalf("package push --json: %v\n%s", err, out)
+		harness.Fatalf(e.t, "package push --json: %v\n%s", err, out)
 	}
 	return p.Digest
 }
@@ -152,10 +152,10 @@ func (e *hostsEnv) install(ctx context.Context, instance, digest string, want ag
 	out, errOut, err := e.c.ctl(ctx, e.server.APIAddr, "--json", "host", "install", instance, digest)
 	var res agent.InstallResult
 	if jerr := json.Unmarshal([]byte(out), &res); jerr != nil {
-		e.t.Fatalf("host install %s %s: %v (%v)\nstdout: %s\nstderr: %s", instance, digest, err, jerr, out, errOut)
+		harness.Fatalf(e.t, "host install %s %s: %v (%v)\nstdout: %s\nstderr: %s", instance, digest, err, jerr, out, errOut)
 	}
 	if res.Outcome != want || (err == nil) != (want != agent.OutcomeFailed) {
-		e.t.Fatalf("host install %s %s: outcome %s (exit %v), want %s: step %s: %s\nstderr: %s", instance, digest, res.Outcome, err, want, res.Step, res.Error, errOut)
+		harness.Fatalf(e.t, "host install %s %s: outcome %s (exit %v), want %s: step %s: %s\nstderr: %s", instance, digest, res.Outcome, err, want, res.Step, res.Error, errOut)
 	}
 	return res
 }
@@ -166,7 +166,7 @@ func (e *hostsEnv) hosts(ctx context.Context) []controller.Host {
 	out := e.c.mustCtl(ctx, e.server.APIAddr, "--json", "hosts", "--service", "web")
 	var rows []controller.Host
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		e.t.Fatalf("hosts --json: %v\n%s", err, out)
+		harness.Fatalf(e.t, "hosts --json: %v\n%s", err, out)
 	}
 	return rows
 }
@@ -181,6 +181,6 @@ func wantVersion(t *testing.T, a *testAgent, version string) {
 	t.Helper()
 	got, err := appVersion(context.Background(), a.AppURL())
 	if err != nil || got != version {
-		t.Fatalf("%s serves %q (%v), want %q", a.Instance, got, err, version)
+		harness.Fatalf(t, "%s serves %q (%v), want %q", a.Instance, got, err, version)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/cyclerhq/cycler/agent"
 	"github.com/cyclerhq/cycler/api"
 	"github.com/cyclerhq/cycler/controller"
+	"github.com/cyclerhq/cycler/integration/harness"
 	"github.com/cyclerhq/cycler/pkgfile/pkgtest"
 	"github.com/cyclerhq/cycler/pool"
 )
@@ -40,19 +41,19 @@ func TestAgentInstallAndHide(t *testing.T) {
 	// An operator token cannot drive an agent.
 	err := blue.agentCall(ctx, agentOpsSecret, http.MethodPost, "/v1/agent/install", agent.InstallRequest{Digest: v1}, nil)
 	if !errors.Is(err, api.ErrForbidden) {
-		t.Fatalf("install with an operator-only token: %v, want 403 forbidden", err)
+		harness.Fatalf(t, "install with an operator-only token: %v, want 403 forbidden", err)
 	}
 
 	for _, a := range []*testAgent{blue, green} {
 		res := e.install(ctx, a.Instance, v1, agent.OutcomeInstalled)
 		if res.Current == nil || res.Current.Digest != v1 || res.Current.Version != "1.0.0" {
-			t.Fatalf("%s current after install = %+v", a.Instance, res.Current)
+			harness.Fatalf(t, "%s current after install = %+v", a.Instance, res.Current)
 		}
 		wantVersion(t, a, "1.0.0")
 	}
 	ans := getApp(t, blue.AppURL())
 	if ans.Instance != "web-blue-1" || ans.Pool != "blue" {
-		t.Fatalf("blue's app reports %+v; the agent must pass instance and pool", ans)
+		harness.Fatalf(t, "blue's app reports %+v; the agent must pass instance and pool", ans)
 	}
 	cc := e.consul.Client()
 	waitPassing(t, cc, "web-blue-1", "web-green-1")
@@ -72,7 +73,7 @@ func TestAgentInstallAndHide(t *testing.T) {
 	out := e.c.mustCtl(ctx, e.server.APIAddr, "hosts")
 	for _, want := range []string{"web-blue-1", "web-green-1", "2.0.0", "1.0.0", "reachable", "installed"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("the hosts table lacks %q:\n%s", want, out)
+			harness.Errorf(t, "the hosts table lacks %q:\n%s", want, out)
 		}
 	}
 
@@ -80,19 +81,19 @@ func TestAgentInstallAndHide(t *testing.T) {
 	// the restarted agent re-adopts it without redeploying.
 	before := blue.inventory(t)
 	if err := blue.Kill(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	wantVersion(t, blue, "2.0.0")
 	if err := blue.Restart(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	after := blue.inventory(t)
 	if after.Current == nil || *after.Current != *before.Current || !slices.Equal(after.Releases, before.Releases) ||
 		after.LastInstall == nil || *after.LastInstall != *before.LastInstall || after.Maintenance != before.Maintenance {
-		t.Fatalf("inventory changed across kill -9 and restart:\nbefore %+v\nafter  %+v", before, after)
+		harness.Fatalf(t, "inventory changed across kill -9 and restart:\nbefore %+v\nafter  %+v", before, after)
 	}
 	if after.App.PID != before.App.PID || !after.App.Adopted || after.App.Health != agent.HealthPassing {
-		t.Fatalf("app after the agent restart = %+v; want pid %d adopted and passing", after.App, before.App.PID)
+		harness.Fatalf(t, "app after the agent restart = %+v; want pid %d adopted and passing", after.App, before.App.PID)
 	}
 	wantVersion(t, blue, "2.0.0")
 
@@ -115,10 +116,10 @@ func TestAgentInstallAndHide(t *testing.T) {
 	// A stale hide (generation 1 < 2) is refused and changes nothing.
 	_, errOut, err := e.c.ctl(ctx, e.server.APIAddr, "host", "hide", blue.Instance, "--generation", "1")
 	if err == nil || !strings.Contains(errOut, "stale generation") {
-		t.Fatalf("a stale hide: %v\n%s", err, errOut)
+		harness.Fatalf(t, "a stale hide: %v\n%s", err, errOut)
 	}
 	if err := visible(ctx, cc, e.consul.DNSAddr, []string{"web-blue-1", "web-green-1"}, []uint16{bluePort, greenPort}); err != nil {
-		t.Fatalf("after the refused stale hide: %v", err)
+		harness.Fatalf(t, "after the refused stale hide: %v", err)
 	}
 }
 
@@ -132,13 +133,13 @@ type hostWant struct {
 func wantHosts(t *testing.T, got []controller.Host, want []hostWant) {
 	t.Helper()
 	if len(got) != len(want) {
-		t.Fatalf("hosts lists %d rows, want %d: %+v", len(got), len(want), got)
+		harness.Fatalf(t, "hosts lists %d rows, want %d: %+v", len(got), len(want), got)
 	}
 	for i, w := range want {
 		h := got[i]
 		if h.Instance != w.instance || h.Pool != w.pool || h.Version != w.version || h.Digest != w.digest || h.State != w.state ||
 			!h.AgentReachable || h.Health != agent.HealthPassing || h.LastInstall == nil || h.LastInstall.Outcome != agent.OutcomeInstalled {
-			t.Fatalf("hosts row %d = %+v (last install %+v); want %+v, reachable, passing, last install installed", i, h, h.LastInstall, w)
+			harness.Fatalf(t, "hosts row %d = %+v (last install %+v); want %+v, reachable, passing, last install installed", i, h, h.LastInstall, w)
 		}
 	}
 }

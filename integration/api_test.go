@@ -40,7 +40,7 @@ func TestAPIAuthAndTLS(t *testing.T) {
 	caPEM, certFile, keyFile := writeTestPKI(t, dir)
 	caFile := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	cfg := fmt.Sprintf(`
@@ -92,11 +92,11 @@ raft {
 			}
 			resp, err := hc.Do(req)
 			if err != nil {
-				t.Fatal(err)
+				harness.Fatal(t, err)
 			}
 			defer resp.Body.Close()
 			if resp.StatusCode != tt.wantStatus {
-				t.Fatalf("status = %d; want %d", resp.StatusCode, tt.wantStatus)
+				harness.Fatalf(t, "status = %d; want %d", resp.StatusCode, tt.wantStatus)
 			}
 			if tt.wantCode == "" {
 				return
@@ -105,27 +105,27 @@ raft {
 				Error struct{ Code, Message string } `json:"error"`
 			}
 			if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
-				t.Fatalf("body is not the JSON envelope: %v", err)
+				harness.Fatalf(t, "body is not the JSON envelope: %v", err)
 			}
 			if env.Error.Code != tt.wantCode || env.Error.Message == "" {
-				t.Fatalf("envelope = %+v; want code %q and a message", env.Error, tt.wantCode)
+				harness.Fatalf(t, "envelope = %+v; want code %q and a message", env.Error, tt.wantCode)
 			}
 		})
 	}
 
 	// A client that does not trust the CA is refused by TLS itself.
 	if _, err := http.Get(srv.URL() + "/v1/health"); err == nil {
-		t.Fatal("plain client accepted the test CA's certificate")
+		harness.Fatal(t, "plain client accepted the test CA's certificate")
 	}
 
 	ctl := harness.BuildBinary(t, "./cmd/cyclerctl")
 	out, err := runCtl(ctl, "--addr", apiAddr, "--ca-cert", caFile, "--token", opSecret, "version")
 	if err != nil || !strings.Contains(out, "server") || !strings.Contains(out, "tls1") {
-		t.Fatalf("cyclerctl version over TLS: %v\n%s", err, out)
+		harness.Fatalf(t, "cyclerctl version over TLS: %v\n%s", err, out)
 	}
 	out, err = runCtl(ctl, "--addr", apiAddr, "--ca-cert", caFile, "--token", agentSecret, "status")
 	if err == nil || !strings.Contains(out, "operator") {
-		t.Fatalf("cyclerctl with an agent token: err=%v, want a scope error naming operator\n%s", err, out)
+		harness.Fatalf(t, "cyclerctl with an agent token: err=%v, want a scope error naming operator\n%s", err, out)
 	}
 }
 
@@ -144,7 +144,7 @@ func writeTestPKI(t *testing.T, dir string) (caPEM []byte, certFile, keyFile str
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cycler test CA"},
@@ -153,12 +153,12 @@ func writeTestPKI(t *testing.T, dir string) (caPEM []byte, certFile, keyFile str
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "cyclerd"},
@@ -169,18 +169,18 @@ func writeTestPKI(t *testing.T, dir string) (caPEM []byte, certFile, keyFile str
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	certFile, keyFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), certFile, keyFile
 }

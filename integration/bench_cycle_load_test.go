@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cyclerhq/cycler/integration/harness"
 )
 
 // cycleWrkScript is wrkScript plus what TestBenchCycle reports: the non-2xx
@@ -125,7 +127,7 @@ func stopCycleWrk(t *testing.T, w *wrkRun) cycleWrkResult {
 		Latency  [][2]int64     `json:"latency_us"`
 	}
 	if err := json.Unmarshal([]byte(line), &r); err != nil {
-		t.Fatalf("wrk report line: %v\n%s", err, line)
+		harness.Fatalf(t, "wrk report line: %v\n%s", err, line)
 	}
 	res := cycleWrkResult{wrkStats: st, byStatus: r.ByStatus, hist: latencyHist{}}
 	for _, vc := range r.Latency {
@@ -168,7 +170,7 @@ func startHey(t *testing.T, bin, url string, conns int, qps float64) *heyRun {
 	h.cmd = exec.Command(bin, "-z", "3600s", "-c", strconv.Itoa(conns), "-q", strconv.FormatFloat(qps, 'f', -1, 64), "-t", "5", url)
 	h.cmd.Stdout, h.cmd.Stderr = &h.out, &h.out
 	if err := h.cmd.Start(); err != nil {
-		t.Fatalf("start hey: %v", err)
+		harness.Fatalf(t, "start hey: %v", err)
 	}
 	go func() {
 		h.err = h.cmd.Wait()
@@ -197,17 +199,17 @@ func (h *heyRun) stop(t *testing.T) heyStats {
 	t.Helper()
 	if err := h.cmd.Process.Signal(os.Interrupt); err != nil {
 		<-h.exited
-		t.Fatalf("interrupt hey: %v (hey: %v)\n%s", err, h.err, h.out.String())
+		harness.Fatalf(t, "interrupt hey: %v (hey: %v)\n%s", err, h.err, h.out.String())
 	}
 	select {
 	case <-h.exited:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("hey did not stop 30s after SIGINT:\n%s", h.out.String())
+		harness.Fatalf(t, "hey did not stop 30s after SIGINT:\n%s", h.out.String())
 	}
 	out := h.out.String()
 	m := heyTotalRE.FindStringSubmatch(out)
 	if h.err != nil || m == nil {
-		t.Fatalf("hey: %v; no summary:\n%s", h.err, out)
+		harness.Fatalf(t, "hey: %v; no summary:\n%s", h.err, out)
 	}
 	s := heyStats{ByStatus: map[string]int{}, Errors: map[string]int{}}
 	s.Seconds, _ = strconv.ParseFloat(m[1], 64)

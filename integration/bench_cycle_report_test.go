@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cyclerhq/cycler/integration/harness"
 )
 
 // cycleReport is docs/benchmarks-cycle.json.
@@ -223,7 +225,7 @@ func writeCycleReport(t *testing.T, dir string, rep cycleReport) {
 	t.Helper()
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	files := map[string][]byte{
 		"benchmarks-cycle.json": append(js, '\n'),
@@ -233,7 +235,7 @@ func writeCycleReport(t *testing.T, dir string, rep cycleReport) {
 	for name, data := range files {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		t.Logf("wrote %s", path)
 	}

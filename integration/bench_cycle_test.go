@@ -98,7 +98,7 @@ func TestBenchCycle(t *testing.T) {
 	default:
 		outDir = filepath.Join(harness.ModuleRoot(t), "docs")
 		if cycles < 5 || flips < 50 {
-			t.Fatalf("$%s=%d, $%s=%d: the report in docs/ needs at least 5 cycles and 50 flips; set $%s or $%s=1 for a shorter trial",
+			harness.Fatalf(t, "$%s=%d, $%s=%d: the report in docs/ needs at least 5 cycles and 50 flips; set $%s or $%s=1 for a shorter trial",
 				benchCyclesEnv, cycles, benchFlipsEnv, flips, benchOutEnv, benchQuickEnv)
 		}
 	}
@@ -114,7 +114,7 @@ func TestBenchCycle(t *testing.T) {
 		WrkConns: cycleWrkConns, HeyConns: cycleHeyConns, SampleEveryMS: ms(cycleSampleEvery), Deploys: cycles,
 	}
 	if !strings.Contains(rep.Versions.Hey, wantHeyVersion) {
-		t.Fatalf("hey at %s is %q; the benchmark pins %s (scripts/install-bench-tools.sh)", heyBin, rep.Versions.Hey, wantHeyVersion)
+		harness.Fatalf(t, "hey at %s is %q; the benchmark pins %s (scripts/install-bench-tools.sh)", heyBin, rep.Versions.Hey, wantHeyVersion)
 	}
 	// As in TestBenchLBSwitch: about 1 ms of answer plus the pause makes
 	// conns/rate seconds per request and connection.
@@ -126,14 +126,14 @@ func TestBenchCycle(t *testing.T) {
 			heyQPS: rep.HeyRate / cycleHeyConns}
 		b.run(&rep, cycles)
 	}) {
-		t.Fatal("the cycle phases failed; no report written")
+		harness.Fatal(t, "the cycle phases failed; no report written")
 	}
 	if !t.Run("lb-switch", func(t *testing.T) {
 		lbRep := runLBSwitchBench(t, testContext(t, 20*time.Minute), flips)
 		rep.Switch = lbRep.Rows
 		rep.SwitchFlips = lbRep.FlipsPerRow
 	}) {
-		t.Fatal("the LB switch measurement failed; no report written")
+		harness.Fatal(t, "the LB switch measurement failed; no report written")
 	}
 	rep.RunMinutes = round2(time.Since(started).Minutes())
 	rep.finish()
@@ -145,7 +145,7 @@ func heyVersion(t *testing.T, bin string) string {
 	t.Helper()
 	out, err := exec.Command("go", "version", "-m", bin).CombinedOutput()
 	if err != nil {
-		t.Fatalf("no usable hey at %s (%v: %s); run scripts/install-bench-tools.sh or set $%s", bin, err, strings.TrimSpace(string(out)), heyBinEnv)
+		harness.Fatalf(t, "no usable hey at %s (%v: %s); run scripts/install-bench-tools.sh or set $%s", bin, err, strings.TrimSpace(string(out)), heyBinEnv)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) >= 3 && f[0] == "mod" && f[1] == "github.com/rakyll/hey" {
@@ -165,7 +165,7 @@ func (b *cycleBench) run(rep *cycleReport, n int) {
 	// reload-free LBs at the paced rates.
 	svc := strings.Replace(labService(""), `bake_time     = "3s"`, `bake_time     = "10s"`, 1)
 	if svc == labService("") {
-		t.Fatal("bench: labService no longer sets bake_time = \"3s\"; update the 10 s override")
+		harness.Fatal(t, "bench: labService no longer sets bake_time = \"3s\"; update the 10 s override")
 	}
 	b.l = startFleetLab(t, svc)
 	env := &lbEnv{t: t, consul: b.l.consul, cc: b.l.cc}
@@ -182,7 +182,7 @@ func (b *cycleBench) run(rep *cycleReport, n int) {
 
 	_, v1 := b.l.pkg(ctx, "1.0.0")
 	if code, c, out := b.l.deploy(ctx, b.l.c.nodes[0].APIAddr, v1); code != cycle.ExitLive {
-		t.Fatalf("deploy 1.0.0 (setup): exit %d, phase %s\n%s", code, c.Phase, out)
+		harness.Fatalf(t, "deploy 1.0.0 (setup): exit %d, phase %s\n%s", code, c.Phase, out)
 	}
 	b.l.requireServing(ctx, "1.0.0")
 	// Each package is pushed just before its deploy's window (outside the
@@ -204,13 +204,13 @@ func (b *cycleBench) run(rep *cycleReport, n int) {
 		}
 		if code != cycle.ExitLive {
 			d.Error = fmt.Sprintf("cyclerctl deploy exited %d in phase %s: %s", code, c.Phase, c.Message)
-			t.Errorf("cycle %d (%s): %s\n%s", i+1, d.Version, d.Error, out)
+			harness.Errorf(t, "cycle %d (%s): %s\n%s", i+1, d.Version, d.Error, out)
 			return
 		}
 		live = c.Target
 	})
 	if live == "" {
-		t.Fatal("no measured cycle finished live; nothing to deploy in place to")
+		harness.Fatal(t, "no measured cycle finished live; nothing to deploy in place to")
 	}
 	rep.InPlace = b.phase("in-place", n, func(i int) { push(fmt.Sprintf("%d.0.0", n+i+2)) }, func(i int, d *deployRun) {
 		d.Version = fmt.Sprintf("%d.0.0", n+i+2)
@@ -307,7 +307,7 @@ func (b *cycleBench) inPlace(pool, digest string, d *deployRun) string {
 		d.Phases = append(d.Phases, phaseSpan{Phase: "install " + a.Instance, Start: start, End: time.Now()})
 		if err != nil || res.Outcome != agent.OutcomeInstalled {
 			msg := fmt.Sprintf("install on %s: %v (outcome %q, step %s: %s)", a.Instance, err, res.Outcome, res.Step, res.Error)
-			t.Errorf("in-place %s: %s", d.Version, msg)
+			harness.Errorf(t, "in-place %s: %s", d.Version, msg)
 			return msg
 		}
 	}
@@ -354,7 +354,7 @@ func nginxErrorCounts(t *testing.T, path string) map[string]int {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("nginx error log: %v", err)
+		harness.Fatalf(t, "nginx error log: %v", err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		for _, m := range nginxErrorMarks {
@@ -374,7 +374,7 @@ func (b *cycleBench) push(rep *cycleReport, v string) string {
 	t := b.t
 	bin, err := os.ReadFile(b.l.demoBin)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	path := writePackage(t, "web-"+v+".tar.gz", pkgtest.Package(t, pkgtest.Manifest(pkgtest.DemoManifest(v)),
 		pkgtest.Entry{Name: pkgtest.DemoBinary, Body: bin, Mode: 0o755}))
@@ -389,7 +389,7 @@ func (b *cycleBench) push(rep *cycleReport, v string) string {
 		msg := fmt.Sprintf("push %s, attempt %d: %v: %s", v, attempt, err, strings.TrimSpace(errOut))
 		rep.PushRetries = append(rep.PushRetries, msg)
 		if attempt == 3 {
-			t.Fatal(msg)
+			harness.Fatal(t, msg)
 		}
 		t.Log(msg + "; retrying")
 	}

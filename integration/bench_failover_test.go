@@ -121,7 +121,7 @@ func TestBenchRaft(t *testing.T) {
 	}
 	for _, n := range c.nodes {
 		if err := n.Stop(); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 	}
 
@@ -143,17 +143,17 @@ func measureFailover(ctx context.Context, t *testing.T, c *cluster, kills int) f
 		warm := time.Now()
 		if err := harness.WaitFor(ctx, "probe writes before the kill", func() error { return p.succeededAfter(warm) }); err != nil {
 			p.finish()
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		killedAt := time.Now()
 		if err := leader.Kill(); err != nil {
 			p.finish()
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		err := harness.WaitFor(ctx, "a write committed after the kill", func() error { return p.succeededAfter(killedAt) })
 		p.finish()
 		if err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		first, _ := p.firstAfter(killedAt)
 		took := first.Sub(killedAt)
@@ -162,12 +162,12 @@ func measureFailover(ctx context.Context, t *testing.T, c *cluster, kills int) f
 
 		// Bring the killed server back and let it catch up before the next kill.
 		if err := leader.Restart(); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		c.waitMembers(ctx, c.nodes...)
 		st, err := c.waitLeader(ctx, c.nodes...).self(ctx)
 		if err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		c.waitApplied(ctx, st.AppliedIndex, c.nodes...)
 	}
@@ -367,7 +367,7 @@ func envInt(t *testing.T, name string, def int) int {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
-		t.Fatalf("$%s=%q is not a positive integer", name, v)
+		harness.Fatalf(t, "$%s=%q is not a positive integer", name, v)
 	}
 	return n
 }
@@ -379,7 +379,7 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		t.Fatalf("$%s=%q is not a positive duration like 5s", name, v)
+		harness.Fatalf(t, "$%s=%q is not a positive duration like 5s", name, v)
 	}
 	return d
 }
@@ -389,7 +389,7 @@ func writeBenchReport(t *testing.T, dir string, rep benchReport) {
 	t.Helper()
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	var md strings.Builder
 	m, f := rep.Machine, rep.Failover
@@ -433,7 +433,7 @@ Samples (ms): %s
 	for name, data := range map[string][]byte{"benchmarks-raft.json": append(js, '\n'), "benchmarks-raft.md": []byte(md.String())} {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		t.Logf("wrote %s", path)
 	}

@@ -91,7 +91,7 @@ func TestBenchInstall(t *testing.T) {
 	}
 	for _, tool := range []string{"curl", "tar"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the floor needs %s: %v", tool, err)
+			harness.Fatalf(t, "the floor needs %s: %v", tool, err)
 		}
 	}
 	e := startHostsEnv(t)
@@ -100,11 +100,11 @@ func TestBenchInstall(t *testing.T) {
 
 	data := make([]byte, dataMB<<20)
 	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	bin, err := os.ReadFile(e.demoBin)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	m := pkgtest.DemoManifest("bench-1")
 	pkg := pkgtest.Package(t, pkgtest.Manifest(m), pkgtest.Entry{Name: pkgtest.DemoBinary, Body: bin, Mode: 0o755},
@@ -126,7 +126,7 @@ func TestBenchInstall(t *testing.T) {
 
 	rep.Install = benchInstalls(ctx, t, e, agents, digest)
 	if rep.Install.Failures > 0 {
-		t.Fatalf("%d of %d installs failed", rep.Install.Failures, n)
+		harness.Fatalf(t, "%d of %d installs failed", rep.Install.Failures, n)
 	}
 	for _, a := range agents {
 		wantVersion(t, a, "bench-1")
@@ -143,7 +143,7 @@ func TestBenchInstall(t *testing.T) {
 	rep.Floor = rep.FloorRuns[0]
 	for _, f := range rep.FloorRuns {
 		if f.Failures > 0 {
-			t.Fatalf("%d of %d curl | tar xz pipelines failed", f.Failures, n)
+			harness.Fatalf(t, "%d of %d curl | tar xz pipelines failed", f.Failures, n)
 		}
 		if f.WallMS < rep.Floor.WallMS {
 			rep.Floor = f
@@ -168,7 +168,7 @@ func benchInstalls(ctx context.Context, t *testing.T, e *hostsEnv, agents []*tes
 	t.Helper()
 	c, err := client.New(client.Config{Addr: "http://" + e.server.APIAddr, Token: clusterToken, Timeout: -1})
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	each := make([]float64, len(agents))
 	var failures int
@@ -187,7 +187,7 @@ func benchInstalls(ctx context.Context, t *testing.T, e *hostsEnv, agents []*tes
 			each[i] = ms(time.Since(t0))
 			if err != nil || res.Outcome != agent.OutcomeInstalled {
 				failures++
-				t.Errorf("install on %s: %v; %+v", a.Instance, err, res.Install)
+				harness.Errorf(t, "install on %s: %v; %+v", a.Instance, err, res.Install)
 			}
 		}()
 	}
@@ -218,7 +218,7 @@ func benchFloor(ctx context.Context, t *testing.T, url string, n int) installRun
 	for i, err := range errs {
 		if err != nil {
 			failures++
-			t.Errorf("pipeline %d: %v", i, err)
+			harness.Errorf(t, "pipeline %d: %v", i, err)
 		}
 	}
 	return summarize("curl | tar xz of the same blob, as many at once", wall, each, failures)
@@ -288,7 +288,7 @@ func peakRSSMB(t *testing.T, pid int) float64 {
 	t.Helper()
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -296,12 +296,12 @@ func peakRSSMB(t *testing.T, pid int) float64 {
 		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
 			if err != nil {
-				t.Fatalf("VmHWM of %d: %q", pid, v)
+				harness.Fatalf(t, "VmHWM of %d: %q", pid, v)
 			}
 			return round2(kb * 1024 / 1e6)
 		}
 	}
-	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	harness.Fatalf(t, "no VmHWM in /proc/%d/status", pid)
 	return 0
 }
 
@@ -310,7 +310,7 @@ func writeInstallReport(t *testing.T, dir string, rep installBenchReport) {
 	t.Helper()
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	var md strings.Builder
 	m := rep.Machine
@@ -356,7 +356,7 @@ Peak RSS reset before the installs: %v.
 	for name, b := range map[string][]byte{"benchmarks-install.json": append(js, '\n'), "benchmarks-install.md": []byte(md.String())} {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		t.Logf("wrote %s", path)
 	}

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cyclerhq/cycler/integration/harness"
 )
 
 // The background load of TestBenchLBSwitch: two clients at about the same
@@ -325,14 +327,14 @@ func startWrkScript(t *testing.T, bin, url string, conns, delayMS int, lua strin
 	t.Helper()
 	script := filepath.Join(t.TempDir(), "pace.lua")
 	if err := os.WriteFile(script, []byte(lua), 0o644); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	w := &wrkRun{exited: make(chan struct{})}
 	w.cmd = exec.Command(bin, "-t1", fmt.Sprintf("-c%d", conns), "-d3600s", "--timeout", "5s", "-s", script, url)
 	w.cmd.Env = append(os.Environ(), fmt.Sprintf("CYCLER_WRK_DELAY_MS=%d", delayMS))
 	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
 	if err := w.cmd.Start(); err != nil {
-		t.Fatalf("start wrk: %v", err)
+		harness.Fatalf(t, "start wrk: %v", err)
 	}
 	go func() {
 		w.err = w.cmd.Wait()
@@ -354,15 +356,15 @@ func (w *wrkRun) stop(t *testing.T) wrkStats {
 	t.Helper()
 	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
 		<-w.exited
-		t.Fatalf("interrupt wrk: %v (wrk: %v)\n%s", err, w.err, w.out.String())
+		harness.Fatalf(t, "interrupt wrk: %v (wrk: %v)\n%s", err, w.err, w.out.String())
 	}
 	select {
 	case <-w.exited:
 		if w.err != nil {
-			t.Fatalf("wrk: %v\n%s", w.err, w.out.String())
+			harness.Fatalf(t, "wrk: %v\n%s", w.err, w.out.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("wrk did not stop 30s after SIGINT:\n%s", w.out.String())
+		harness.Fatalf(t, "wrk did not stop 30s after SIGINT:\n%s", w.out.String())
 	}
 	_, line, ok := strings.Cut(w.out.String(), "CYCLER_WRK ")
 	line, _, _ = strings.Cut(line, "\n")
@@ -377,7 +379,7 @@ func (w *wrkRun) stop(t *testing.T) wrkStats {
 		Timeout    int `json:"timeout"`
 	}
 	if !ok || json.Unmarshal([]byte(line), &r) != nil || r.DurationUS == 0 {
-		t.Fatalf("wrk printed no report line:\n%s", w.out.String())
+		harness.Fatalf(t, "wrk printed no report line:\n%s", w.out.String())
 	}
 	s := wrkStats{
 		Requests: r.Requests, Seconds: round2(float64(r.DurationUS) / 1e6), Non2xx: r.Non2xx, StatusErrors: r.Status,

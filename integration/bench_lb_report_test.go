@@ -215,7 +215,7 @@ func startCTLB(t *testing.T, e *lbEnv, bin string) lbTarget {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := nginx.Bootstrap(ctx, o); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	errorLog := filepath.Join(prefix, "logs", "error.log")
 	ngx := harness.StartProcess(t, harness.ProcessConfig{
@@ -247,7 +247,7 @@ template {
 `, e.consul.HTTPAddr, src, dest, strings.Join(quoted, ", "))
 	for path, data := range map[string]string{src: ctTemplate, cfgPath: cfg} {
 		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 	}
 	ct := harness.StartProcess(t, harness.ProcessConfig{
@@ -270,13 +270,13 @@ func writeLBReport(t *testing.T, dir string, rep lbReport) {
 	t.Helper()
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	md := renderLBMarkdown(rep)
 	for name, data := range map[string][]byte{"benchmarks-lb.json": append(js, '\n'), "benchmarks-lb.md": []byte(md)} {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		t.Logf("wrote %s", path)
 	}

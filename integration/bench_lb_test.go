@@ -55,7 +55,7 @@ func (tg lbTarget) changes(t *testing.T) int {
 	t.Helper()
 	b, err := os.ReadFile(tg.log)
 	if err != nil {
-		t.Fatalf("read %s: %v", tg.log, err)
+		harness.Fatalf(t, "read %s: %v", tg.log, err)
 	}
 	n := 0
 	for _, line := range strings.Split(string(b), "\n") {
@@ -95,7 +95,7 @@ func TestBenchLBSwitch(t *testing.T) {
 	if outDir == "" {
 		outDir = filepath.Join(harness.ModuleRoot(t), "docs")
 		if flips < 50 {
-			t.Fatalf("$%s=%d: the report in docs/ needs at least 50 flips per LB; set $%s to a directory for a shorter trial", benchFlipsEnv, flips, benchOutEnv)
+			harness.Fatalf(t, "$%s=%d: the report in docs/ needs at least 50 flips per LB; set $%s to a directory for a shorter trial", benchFlipsEnv, flips, benchOutEnv)
 		}
 	}
 	rep := runLBSwitchBench(t, testContext(t, 28*time.Minute), flips)
@@ -109,7 +109,7 @@ func TestBenchLBSwitch(t *testing.T) {
 func runLBSwitchBench(t *testing.T, ctx context.Context, flips int) lbReport {
 	t.Helper()
 	if nginx.DetectMode("") != nginx.ModeDynamic {
-		t.Fatal("libnginx-mod-http-lua or lua-resty-core is not installed; the nginx dynamic row needs them (make deps)")
+		harness.Fatal(t, "libnginx-mod-http-lua or lua-resty-core is not installed; the nginx dynamic row needs them (make deps)")
 	}
 	ctBin, wrkBin := lbBenchTools(t)
 	b := &lbBench{t: t, ctx: ctx, flips: flips, rate: float64(envInt(t, benchLBRateEnv, 500)), wrk: wrkBin}
@@ -124,7 +124,7 @@ func runLBSwitchBench(t *testing.T, ctx context.Context, flips int) lbReport {
 	}
 	t.Logf("machine: %+v, versions: %+v", rep.Machine, rep.Versions)
 	if !strings.Contains(rep.Versions.ConsulTemplate, wantCTVersion) {
-		t.Fatalf("consul-template at %s is %q; the issue compares against %s", ctBin, rep.Versions.ConsulTemplate, wantCTVersion)
+		harness.Fatalf(t, "consul-template at %s is %q; the issue compares against %s", ctBin, rep.Versions.ConsulTemplate, wantCTVersion)
 	}
 
 	b.e = startLBEnv(t)
@@ -157,10 +157,10 @@ func lbBenchTools(t *testing.T) (ctBin, wrkBin string) {
 	}
 	wrkBin, err := exec.LookPath("wrk")
 	if err != nil {
-		t.Fatalf("wrk is not installed: %v; run scripts/install-bench-tools.sh", err)
+		harness.Fatalf(t, "wrk is not installed: %v; run scripts/install-bench-tools.sh", err)
 	}
 	if _, err := os.Stat(ctBin); err != nil {
-		t.Fatalf("no consul-template at %s (%v); run scripts/install-bench-tools.sh or set $%s", ctBin, err, ctBinEnv)
+		harness.Fatalf(t, "no consul-template at %s (%v); run scripts/install-bench-tools.sh or set $%s", ctBin, err, ctBinEnv)
 	}
 	return ctBin, wrkBin
 }
@@ -240,7 +240,7 @@ func (b *lbBench) flip(tg lbTarget) (time.Time, time.Duration, int) {
 	}
 	for _, id := range newIDs {
 		if err := b.e.cc.Agent().DisableServiceMaintenance(id); err != nil {
-			t.Fatalf("unhide %s: %v", id, err)
+			harness.Fatalf(t, "unhide %s: %v", id, err)
 		}
 	}
 	b.gen++
@@ -252,7 +252,7 @@ func (b *lbBench) flip(tg lbTarget) (time.Time, time.Duration, int) {
 	}
 	first, errs, ok := p.wait(flipTimeout)
 	if !ok {
-		t.Fatalf("no answer from %s through %s within %s of publishing generation %d (%d probes failed)", target, tg.url, flipTimeout, b.gen, errs)
+		harness.Fatalf(t, "no answer from %s through %s within %s of publishing generation %d (%d probes failed)", target, tg.url, flipTimeout, b.gen, errs)
 	}
 	b.live = target
 	return at, first.Sub(at), errs

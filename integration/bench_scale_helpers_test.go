@@ -189,7 +189,7 @@ func (e *scaleEnv) startScaleAgents(ctx context.Context, s scaleSpec) {
 		return nil
 	})
 	if err != nil {
-		e.t.Fatal(err)
+		harness.Fatal(e.t, err)
 	}
 }
 
@@ -229,13 +229,13 @@ func (e *scaleEnv) startCycle(ctx context.Context, svc, digest string) cycle.Cyc
 				return nil
 			}
 			if !retryable(last) {
-				e.t.Fatalf("start a cycle of %s through %s: %v", svc, n.ID, last)
+				harness.Fatalf(e.t, "start a cycle of %s through %s: %v", svc, n.ID, last)
 			}
 		}
 		return last
 	})
 	if err != nil {
-		e.t.Fatal(err)
+		harness.Fatal(e.t, err)
 	}
 	return c
 }
@@ -265,11 +265,11 @@ func (e *scaleEnv) waitCycle(ctx context.Context, nodes []*clusterNode, id, what
 			return c
 		}
 		if err == nil && c.Phase.Terminal() {
-			e.t.Fatalf("cycle %s ended in %s before %s: %s", id, c.Phase, what, c.Message)
+			harness.Fatalf(e.t, "cycle %s ended in %s before %s: %s", id, c.Phase, what, c.Message)
 		}
 		select {
 		case <-ctx.Done():
-			e.t.Fatalf("cycle %s: waiting for %s: %v (last error %v)", id, what, ctx.Err(), err)
+			harness.Fatalf(e.t, "cycle %s: waiting for %s: %v (last error %v)", id, what, ctx.Err(), err)
 		case <-time.After(interval):
 		}
 	}
@@ -284,7 +284,7 @@ func (e *scaleEnv) runCycle(ctx context.Context, s scaleSpec, label string) (cyc
 	c := e.startCycle(ctx, s.Service, digest)
 	done := e.waitCycle(ctx, e.c.nodes, c.ID, "its end", 200*time.Millisecond, func(c cycle.Cycle) bool { return c.Phase.Terminal() })
 	if done.Phase != cycle.Done {
-		e.t.Fatalf("cycle %s of %s ended %s: %s", done.ID, s.Service, done.Phase, done.Message)
+		harness.Fatalf(e.t, "cycle %s of %s ended %s: %s", done.ID, s.Service, done.Phase, done.Message)
 	}
 	return done, sent
 }
@@ -298,7 +298,7 @@ func (e *scaleEnv) peerInstall(ctx context.Context, s scaleSpec, p string) time.
 	_, digest := e.pushVersion(ctx, s.Service, s.Real, "peer")
 	all, err := e.fleet.Agents(ctx, s.Service)
 	if err != nil {
-		e.t.Fatal(err)
+		harness.Fatal(e.t, err)
 	}
 	work := make(chan fleet.Agent)
 	var (
@@ -332,7 +332,7 @@ func (e *scaleEnv) peerInstall(ctx context.Context, s scaleSpec, p string) time.
 	wg.Wait()
 	took := time.Since(start)
 	if len(errs) > 0 || n != s.Hosts/2 {
-		e.t.Fatalf("peer install on %d hosts of pool %s: %s", n, p, strings.Join(errs, "; "))
+		harness.Fatalf(e.t, "peer install on %d hosts of pool %s: %s", n, p, strings.Join(errs, "; "))
 	}
 	return took
 }
@@ -342,7 +342,7 @@ func scaleProcMem(t *testing.T, pid int) (rss, hwm float64) {
 	t.Helper()
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -353,7 +353,7 @@ func scaleProcMem(t *testing.T, pid int) (rss, hwm float64) {
 		}
 		kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
 		if err != nil {
-			t.Fatalf("%s of %d: %q", k, pid, v)
+			harness.Fatalf(t, "%s of %d: %q", k, pid, v)
 		}
 		if k == "VmRSS" {
 			rss = round2(kb * 1024 / 1e6)

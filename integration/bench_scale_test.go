@@ -161,7 +161,7 @@ func TestBenchScale(t *testing.T) {
 		for _, f := range strings.Split(v, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || n < 2 || n%2 != 0 {
-				t.Fatalf("$%s=%q: each host count must be an even number of at least 2", scaleHostsEnv, v)
+				harness.Fatalf(t, "$%s=%q: each host count must be an even number of at least 2", scaleHostsEnv, v)
 			}
 			hostCounts = append(hostCounts, n)
 		}
@@ -295,12 +295,12 @@ func (e *scaleEnv) resumeOnce(ctx context.Context, s scaleSpec) (resumeSample, b
 	at := time.NewTimer(time.Until(baking.BakeUntil.Add(-scaleKillLead)))
 	select {
 	case <-ctx.Done():
-		e.t.Fatal(ctx.Err())
+		harness.Fatal(e.t, ctx.Err())
 	case <-at.C:
 	}
 	killedAt := time.Now()
 	if err := leader.Kill(); err != nil {
-		e.t.Fatal(err)
+		harness.Fatal(e.t, err)
 	}
 	survivors := e.c.others(leader)
 	raftAt := make(chan time.Time, 1)
@@ -323,7 +323,7 @@ func (e *scaleEnv) resumeOnce(ctx context.Context, s scaleSpec) (resumeSample, b
 	select {
 	case raft = <-raftAt:
 	case <-ctx.Done():
-		e.t.Fatal(ctx.Err())
+		harness.Fatal(e.t, ctx.Err())
 	}
 	var moved time.Time
 	for i, sp := range next.Phases {
@@ -333,12 +333,12 @@ func (e *scaleEnv) resumeOnce(ctx context.Context, s scaleSpec) (resumeSample, b
 	}
 	e.waitCycle(ctx, survivors, c.ID, "its end", 200*time.Millisecond, func(c cycle.Cycle) bool { return c.Phase == cycle.Done })
 	if err := leader.Restart(); err != nil {
-		e.t.Fatal(err)
+		harness.Fatal(e.t, err)
 	}
 	e.c.waitMembers(ctx, e.c.nodes...)
 	st, err := e.c.waitLeader(ctx, e.c.nodes...).self(ctx)
 	if err != nil {
-		e.t.Fatal(err)
+		harness.Fatal(e.t, err)
 	}
 	e.c.waitApplied(ctx, st.AppliedIndex, e.c.nodes...)
 	if moved.IsZero() || !moved.After(killedAt) {
@@ -382,7 +382,7 @@ func writeScaleReport(t *testing.T, dir string, rep scaleBenchReport) {
 	t.Helper()
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	var md strings.Builder
 	m := rep.Machine
@@ -471,7 +471,7 @@ the next phase (standby). Raft: kill → a surviving server reports itself leade
 	for name, b := range map[string][]byte{"benchmarks-scale.json": append(js, '\n'), "benchmarks-scale.md": []byte(md.String())} {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		t.Logf("wrote %s", path)
 	}

@@ -86,7 +86,7 @@ func startChaosLab(t *testing.T, svc string, opts chaosLabOptions) (*fleetLab, *
 		}
 		for i := range ns.Names {
 			if err := ns.RelayLoopback(i, ports...); err != nil {
-				t.Fatal(err)
+				harness.Fatal(t, err)
 			}
 		}
 	}
@@ -111,7 +111,7 @@ func (l *fleetLab) deployV1(ctx context.Context) {
 	l.t.Helper()
 	_, v1 := l.pkg(ctx, "1.0.0")
 	if code, c, out := l.deploy(ctx, l.c.nodes[0].APIAddr, v1); code != cycle.ExitLive {
-		l.t.Fatalf("deploy v1: exit %d (%s)\n%s", code, c.Phase, out)
+		harness.Fatalf(l.t, "deploy v1: exit %d (%s)\n%s", code, c.Phase, out)
 	}
 }
 
@@ -125,7 +125,7 @@ func startNetnsCluster(t *testing.T, ns *harness.Netns, opts clusterOptions) *cl
 	ports := freePorts(t, 2*opts.Size)
 	for i := range opts.Size {
 		if err := ns.RelayLoopback(i, portOf(t, "http://"+opts.ConsulAddr)); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		n := &clusterNode{
 			ID:       fmt.Sprintf("cyc-%d", i+1),
@@ -134,7 +134,7 @@ func startNetnsCluster(t *testing.T, ns *harness.Netns, opts clusterOptions) *cl
 		}
 		api, err := client.New(client.Config{Addr: "http://" + n.APIAddr, Token: clusterToken, Timeout: 15 * time.Second})
 		if err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		n.API = api
 		c.nodes = append(c.nodes, n)
@@ -163,11 +163,11 @@ func portOf(t *testing.T, base string) int {
 	t.Helper()
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("parse %q: %v", base, err)
+		harness.Fatalf(t, "parse %q: %v", base, err)
 	}
 	p, err := strconv.Atoi(u.Port())
 	if err != nil {
-		t.Fatalf("no port in %q", base)
+		harness.Fatalf(t, "no port in %q", base)
 	}
 	return p
 }
@@ -182,7 +182,7 @@ func chaosPkg(ctx context.Context, l *fleetLab, version, marker string, hold tim
 		fmt.Sprintf("echo %s; sleep %.1f", marker, hold.Seconds())}}}
 	bin, err := os.ReadFile(l.demoBin)
 	if err != nil {
-		l.t.Fatal(err)
+		harness.Fatal(l.t, err)
 	}
 	path := writePackage(l.t, "web-"+version+".tar.gz", pkgtest.Package(l.t, pkgtest.Manifest(m),
 		pkgtest.Entry{Name: pkgtest.DemoBinary, Body: bin, Mode: 0o755}))
@@ -238,7 +238,7 @@ func latestCycle(ctx context.Context, nodes ...*clusterNode) (cycle.Cycle, error
 func chaosWait(ctx context.Context, t *testing.T, what string, cond func() error) {
 	t.Helper()
 	if err := harness.WaitFor(ctx, what, cond); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 }
 
@@ -263,7 +263,7 @@ func requireEnded(t *testing.T, r deployResult, allowed ...cycle.Phase) {
 			return
 		}
 	}
-	t.Fatalf("deploy: exit %d, cycle %s in phase %q (%s); want one of %v\n%s", r.code, r.c.ID, r.c.Phase, r.c.Message, allowed, r.out)
+	harness.Fatalf(t, "deploy: exit %d, cycle %s in phase %q (%s); want one of %v\n%s", r.code, r.c.ID, r.c.Phase, r.c.Message, allowed, r.out)
 }
 
 // TestChaosConsulRestart kills the lab's Consul (a server with its Raft
@@ -294,10 +294,10 @@ func TestChaosConsulRestart(t *testing.T) {
 	})
 	down := time.Now()
 	if err := l.consul.Kill(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if err := l.consul.Restart(); err != nil {
-		t.Fatalf("restart Consul: %v", err)
+		harness.Fatalf(t, "restart Consul: %v", err)
 	}
 	up := time.Now()
 	t.Logf("Consul was down (killed, restarted on the same data dir and ports) for %s", up.Sub(down).Round(time.Millisecond))
@@ -335,7 +335,7 @@ func TestChaosAgentKilledMidInstall(t *testing.T) {
 	res := deployAsync(ctx, l, l.c.nodes[1].APIAddr, v2)
 	victim := l.agents[2]
 	if victim.Instance != "web-green-1" {
-		t.Fatalf("agent 2 is %s, want web-green-1", victim.Instance)
+		harness.Fatalf(t, "agent 2 is %s, want web-green-1", victim.Instance)
 	}
 	chaosWait(ctx, t, victim.Instance+" to run the v2 pre_switch hook", func() error {
 		if appLogCount(victim, marker) == 0 {
@@ -344,11 +344,11 @@ func TestChaosAgentKilledMidInstall(t *testing.T) {
 		return nil
 	})
 	if err := victim.Kill(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	t.Logf("killed %s's agent (SIGKILL to its process group) during its install", victim.Instance)
 	if err := victim.Restart(); err != nil {
-		t.Fatalf("restart %s's agent: %v", victim.Instance, err)
+		harness.Fatalf(t, "restart %s's agent: %v", victim.Instance, err)
 	}
 
 	r := <-res
@@ -358,13 +358,13 @@ func TestChaosAgentKilledMidInstall(t *testing.T) {
 	if r.c.Phase == cycle.Aborted {
 		l.requireServing(ctx, "1.0.0")
 		if !strings.Contains(r.c.Message, "users never saw") {
-			t.Errorf("aborted cycle's message %q does not say users never saw the package", r.c.Message)
+			harness.Errorf(t, "aborted cycle's message %q does not say users never saw the package", r.c.Message)
 		}
 		return
 	}
 	l.requireServing(ctx, "2.0.0")
 	if hostFailed(r.c, "web-green-2") {
-		t.Errorf("web-green-2 failed, but only web-green-1's agent was killed: %+v", r.c.Hosts)
+		harness.Errorf(t, "web-green-2 failed, but only web-green-1's agent was killed: %+v", r.c.Hosts)
 	}
 	inv := victim.inventory(t)
 	if h := r.c.Host(victim.Instance); h != nil && h.Deploy != nil {
@@ -375,10 +375,10 @@ func TestChaosAgentKilledMidInstall(t *testing.T) {
 		// The host failed: it stays out of the live set, and its agent
 		// came back without half an install.
 		if reg, on, _ := maintenanceOf(t, l, victim.Instance); reg && !on {
-			t.Errorf("%s failed its install but is registered and not in maintenance", victim.Instance)
+			harness.Errorf(t, "%s failed its install but is registered and not in maintenance", victim.Instance)
 		}
 		if inv.Current != nil && inv.Current.Version == "2.0.0" {
-			t.Errorf("%s failed its install but its agent reports 2.0.0 as current: %+v", victim.Instance, inv.Current)
+			harness.Errorf(t, "%s failed its install but its agent reports 2.0.0 as current: %+v", victim.Instance, inv.Current)
 		}
 		// What the killed install left on disk does not stop the next
 		// one: the host installs v2 when asked again. It stays hidden,
@@ -386,21 +386,21 @@ func TestChaosAgentKilledMidInstall(t *testing.T) {
 		var again agent.InstallResult
 		if err := victim.agentCall(ctx, agentAPISecret, http.MethodPost, "/v1/agent/install", agent.InstallRequest{Digest: v2}, &again); err != nil ||
 			again.Outcome == agent.OutcomeFailed || again.Current == nil || again.Current.Version != "2.0.0" {
-			t.Errorf("installing v2 again on %s after the kill: %v; result %+v", victim.Instance, err, again)
+			harness.Errorf(t, "installing v2 again on %s after the kill: %v; result %+v", victim.Instance, err, again)
 		}
 		if reg, on, _ := maintenanceOf(t, l, victim.Instance); !reg || !on {
-			t.Errorf("%s after the second install: registered %v, maintenance %v; want registered and hidden", victim.Instance, reg, on)
+			harness.Errorf(t, "%s after the second install: registered %v, maintenance %v; want registered and hidden", victim.Instance, reg, on)
 		}
 		for _, b := range l.lbs {
 			for range 20 {
 				if inst, err := lbGet(ctx, freshHTTP, b.Public+"/"); err != nil || inst == victim.Instance {
-					t.Fatalf("LB %s after the second install on %s: answered by %q (%v)", b.ID, victim.Instance, inst, err)
+					harness.Fatalf(t, "LB %s after the second install on %s: answered by %q (%v)", b.ID, victim.Instance, inst, err)
 				}
 			}
 		}
 	} else {
 		if inv.Current == nil || inv.Current.Version != "2.0.0" {
-			t.Errorf("%s passed in the cycle but its agent reports current %+v", victim.Instance, inv.Current)
+			harness.Errorf(t, "%s passed in the cycle but its agent reports current %+v", victim.Instance, inv.Current)
 		}
 		wantVersion(t, victim, "2.0.0")
 		t.Logf("%s was retried and installed 2.0.0", victim.Instance)
@@ -443,11 +443,11 @@ func TestChaosPartitionLeader(t *testing.T) {
 	})
 	before, err := latestCycle(ctx, majority...)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	logAt := fileSize(t, old.LogPath())
 	if err := ns.Partition(oldIdx); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	cut := time.Now()
 	t.Logf("partitioned %s from %s with cycle %s in phase %s (rev %d)", old.ID, nodeIDs(majority), before.ID, before.Phase, before.Rev)
@@ -469,7 +469,7 @@ func TestChaosPartitionLeader(t *testing.T) {
 	})
 	stepped, err := old.self(ctx)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	t.Logf("%s stepped down %s after the cut (state %s, applied index %d)", old.ID, time.Since(cut).Round(time.Millisecond), stepped.State, stepped.AppliedIndex)
 	leader := l.c.waitLeader(ctx, majority...)
@@ -492,28 +492,28 @@ func TestChaosPartitionLeader(t *testing.T) {
 	})
 	during, err := old.self(ctx)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if during.State == "Leader" || during.AppliedIndex != stepped.AppliedIndex {
-		t.Errorf("%s, cut off from the majority, is in state %s at applied index %d (was %d when it stepped down): the minority side made progress",
+		harness.Errorf(t, "%s, cut off from the majority, is in state %s at applied index %d (was %d when it stepped down): the minority side made progress",
 			old.ID, during.State, during.AppliedIndex, stepped.AppliedIndex)
 	}
 	// Nothing on the old leader drove the cycle once its hooks stopped. The
 	// orchestrator's lines are recognised by its logger name, which the
 	// old leader's log shows from before the cut.
 	if !orchestratorLine.Match(readFrom(t, old.LogPath(), 0)[:logAt]) {
-		t.Fatalf("%s's log has no orchestrator line before the cut, so the check below would prove nothing", old.ID)
+		harness.Fatalf(t, "%s's log has no orchestrator line before the cut, so the check below would prove nothing", old.ID)
 	}
 	logged := readFrom(t, old.LogPath(), logAt)
 	if i := bytes.Index(logged, []byte("leadership relinquished")); i >= 0 {
 		for _, line := range bytes.Split(logged[i:], []byte("\n")) {
 			if orchestratorLine.Match(line) && !bytes.Contains(line, []byte("orchestrator stopped")) {
-				t.Errorf("%s's orchestrator logged while it was cut off and not leading: %s", old.ID, line)
+				harness.Errorf(t, "%s's orchestrator logged while it was cut off and not leading: %s", old.ID, line)
 			}
 		}
 	}
 	if err := ns.Heal(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	t.Logf("healed after %s", time.Since(cut).Round(time.Millisecond))
 
@@ -527,7 +527,7 @@ func TestChaosPartitionLeader(t *testing.T) {
 	l.c.waitMembers(ctx, l.c.nodes...)
 	final, err := latestCycle(ctx, leader)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	chaosWait(ctx, t, old.ID+" to hold the final cycle", func() error {
 		c, err := latestCycle(ctx, old)
@@ -550,7 +550,7 @@ func fileSize(t *testing.T, path string) int64 {
 	t.Helper()
 	st, err := os.Stat(path)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	return st.Size()
 }
@@ -560,7 +560,7 @@ func readFrom(t *testing.T, path string, offset int64) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if int64(len(b)) < offset {
 		return nil

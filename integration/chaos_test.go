@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cyclerhq/cycler/cycle"
+	"github.com/cyclerhq/cycler/integration/harness"
 	"github.com/cyclerhq/cycler/pool"
 )
 
@@ -58,7 +59,7 @@ func TestChaosLeaderKillHide(t *testing.T) {
 	final := runLeaderKill(ctx, l, leaderKill{version: "2.0.0", stopLB: l.lbs[1], killAt: cycle.Hide,
 		ready: l.lbAcked(hideGen, l.lbs[0].ID)})
 	if final.Phase != cycle.Done || len(final.Hosts) != 3 || final.HideGeneration <= before {
-		t.Fatalf("cycle %s: %s with %d hosts, hide generation %d (state was at %d); want done on 3 hosts with a new hide generation",
+		harness.Fatalf(t, "cycle %s: %s with %d hosts, hide generation %d (state was at %d); want done on 3 hosts with a new hide generation",
 			final.ID, final.Phase, len(final.Hosts), final.HideGeneration, before)
 	}
 }
@@ -70,7 +71,7 @@ func TestChaosLeaderKillBake(t *testing.T) {
 	l.deployOpen(ctx, "1.0.0")
 	final := runLeaderKill(ctx, l, leaderKill{version: "2.0.0", killAt: cycle.Bake})
 	if final.Phase != cycle.Done {
-		t.Fatalf("cycle %s ended %s: %s; want done", final.ID, final.Phase, final.Message)
+		harness.Fatalf(t, "cycle %s ended %s: %s; want done", final.ID, final.Phase, final.Message)
 	}
 }
 
@@ -79,11 +80,11 @@ func (l *fleetLab) stateGeneration() uint64 {
 	l.t.Helper()
 	pair, _, err := l.cc.KV().Get(pool.StateKey("web"), nil)
 	if err != nil || pair == nil {
-		l.t.Fatalf("read %s: %v (exists %v)", pool.StateKey("web"), err, pair != nil)
+		harness.Fatalf(l.t, "read %s: %v (exists %v)", pool.StateKey("web"), err, pair != nil)
 	}
 	st, err := pool.ParseState(pair.Value)
 	if err != nil {
-		l.t.Fatal(err)
+		harness.Fatal(l.t, err)
 	}
 	return st.Generation
 }
@@ -94,7 +95,7 @@ func requireLBOnly(ctx context.Context, t *testing.T, n *lbNode, version string)
 	for i := range 20 {
 		v, err := appVersion(ctx, n.Public)
 		if err != nil || v != version {
-			t.Fatalf("request %d through %s: version %q, %v; want %s", i+1, n.ID, v, err, version)
+			harness.Fatalf(t, "request %d through %s: version %q, %v; want %s", i+1, n.ID, v, err, version)
 		}
 	}
 }
@@ -126,28 +127,28 @@ func TestChaosLBKilledMidSwitch(t *testing.T) {
 		return l.lbAcked(func(c cycle.Cycle) uint64 { return c.SwitchGeneration }, vsh.ID)(c)
 	})
 	if err := ngx.Cyclerd.Kill(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	resume() // the pid is gone; nothing to resume
 	requireLBOnly(ctx, t, ngx, "1.0.0")
 	if a, err := (&lbEnv{t: t, consul: l.consul, cc: l.cc}).ack(ngx.ID); err != nil || a.Generation >= at.SwitchGeneration {
-		t.Fatalf("ack of %s with its cyclerd dead: %+v, %v; want a generation before %d", ngx.ID, a, err, at.SwitchGeneration)
+		harness.Fatalf(t, "ack of %s with its cyclerd dead: %+v, %v; want a generation before %d", ngx.ID, a, err, at.SwitchGeneration)
 	}
 	if c, err := newestCycle(ctx, via); err != nil || c.Phase != cycle.Switch {
-		t.Fatalf("cycle with %s's cyclerd dead: %s, %v; want it waiting in switch", ngx.ID, c.Phase, err)
+		harness.Fatalf(t, "cycle with %s's cyclerd dead: %s, %v; want it waiting in switch", ngx.ID, c.Phase, err)
 	}
 	if err := ngx.Cyclerd.Restart(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 
 	select {
 	case <-d.done:
 	case <-ctx.Done():
-		t.Fatalf("cyclerctl deploy did not end: %v", ctx.Err())
+		harness.Fatalf(t, "cyclerctl deploy did not end: %v", ctx.Err())
 	}
 	report := chk.finish()
 	if d.code != cycle.ExitLive || d.c.Phase != cycle.Done {
-		t.Fatalf("deploy: exit %d, cycle %s in %s: %s\n%s", d.code, d.c.ID, d.c.Phase, d.c.Message, d.out)
+		harness.Fatalf(t, "deploy: exit %d, cycle %s in %s: %s\n%s", d.code, d.c.ID, d.c.Phase, d.c.Message, d.out)
 	}
 	report.requireClean(t)
 	l.requireServing(ctx, "2.0.0")
@@ -158,11 +159,11 @@ func nginxPrefix(t *testing.T, n *lbNode) string {
 	t.Helper()
 	cfg, err := os.ReadFile(n.Cyclerd.ConfigPath)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	m := regexp.MustCompile(`(?m)^\s*prefix\s*=\s*"([^"]+)"`).FindSubmatch(cfg)
 	if m == nil {
-		t.Fatalf("no prefix in %s", n.Cyclerd.ConfigPath)
+		harness.Fatalf(t, "no prefix in %s", n.Cyclerd.ConfigPath)
 	}
 	return string(m[1])
 }
@@ -189,7 +190,7 @@ func TestChaosNginxCheckFails(t *testing.T) {
 	mainConf := filepath.Join(nginxPrefix(t, reload), "nginx.conf")
 	good, err := os.ReadFile(mainConf)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	digest := l.gatedPkg(ctx, "2.0.0", false)
 	leader := l.c.waitLeader(ctx, l.c.nodes...)
@@ -200,7 +201,7 @@ func TestChaosNginxCheckFails(t *testing.T) {
 	d := l.startDeploy(ctx, via.APIAddr, digest)
 	l.waitCycle(ctx, via, digest, "the cycle held at its smoke gate", inPhase(cycle.Smoke))
 	if err := os.WriteFile(mainConf, append(good, []byte("\ncycler_chaos_broken_option on;\n")...), 0o644); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	l.open("smoke-2.0.0")
 
@@ -220,7 +221,7 @@ func TestChaosNginxCheckFails(t *testing.T) {
 	a, _ := env.ack(reload.ID)
 	t.Logf("%s reports at generation %d: %s", reload.ID, a.Generation, a.LastError)
 	if a.Generation >= at.SwitchGeneration {
-		t.Fatalf("%s acked generation %d with a config nginx -t refuses", reload.ID, a.Generation)
+		harness.Fatalf(t, "%s acked generation %d with a config nginx -t refuses", reload.ID, a.Generation)
 	}
 	requireLBOnly(ctx, t, reload, "1.0.0")
 
@@ -232,19 +233,19 @@ func TestChaosNginxCheckFails(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		c, _ := newestCycle(ctx, via)
 		a, _ := env.ack(reload.ID)
-		t.Fatalf("cycle %s still in %s 90s after the switch began (%s); %s is at generation %d: %s",
+		harness.Fatalf(t, "cycle %s still in %s 90s after the switch began (%s); %s is at generation %d: %s",
 			c.ID, c.Phase, c.Message, reload.ID, a.Generation, a.LastError)
 	}
 	t.Logf("cycle %s ended %s %s after the switch began, exit %d: %s", d.c.ID, d.c.Phase,
 		time.Since(brokenAt).Round(time.Millisecond), d.code, d.c.Message)
 	if d.code != cycle.ExitRolledBack || d.c.Phase != cycle.RolledBack {
-		t.Fatalf("deploy: exit %d, cycle %s in %s: %s; want exit %d rolled_back\n%s", d.code, d.c.ID, d.c.Phase, d.c.Message, cycle.ExitRolledBack, d.out)
+		harness.Fatalf(t, "deploy: exit %d, cycle %s in %s: %s; want exit %d rolled_back\n%s", d.code, d.c.ID, d.c.Phase, d.c.Message, cycle.ExitRolledBack, d.out)
 	}
 	if want := "LB " + reload.ID + " never applied the switch"; !strings.Contains(d.c.Message, want) {
-		t.Errorf("rolled back cycle's message %q does not say %q", d.c.Message, want)
+		harness.Errorf(t, "rolled back cycle's message %q does not say %q", d.c.Message, want)
 	}
 	if a, err := env.ack(reload.ID); err != nil || a.Generation >= at.SwitchGeneration || !strings.Contains(a.LastError, "cycler_chaos_broken_option") {
-		t.Errorf("ack of %s after the flip back, nginx.conf still broken: %+v, %v; want a generation before %d and the nginx -t error",
+		harness.Errorf(t, "ack of %s after the flip back, nginx.conf still broken: %+v, %v; want a generation before %d and the nginx -t error",
 			reload.ID, a, err, at.SwitchGeneration)
 	}
 	l.requireServing(ctx, "1.0.0")
@@ -252,7 +253,7 @@ func TestChaosNginxCheckFails(t *testing.T) {
 	// The operator repairs nginx.conf: the LB's retries apply the newest
 	// generation, in which the old pool is live again.
 	if err := os.WriteFile(mainConf, good, 0o644); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	repaired := time.Now()
 	newest := l.stateGeneration()
@@ -275,7 +276,7 @@ func TestChaosNginxCheckFails(t *testing.T) {
 	v3 := l.gatedPkg(ctx, "3.0.0", false)
 	l.open("smoke-3.0.0")
 	if code, c, out := l.deploy(ctx, via.APIAddr, v3); code != cycle.ExitLive {
-		t.Fatalf("deploy 3.0.0 after the repair: exit %d, cycle %s in %s: %s\n%s", code, c.ID, c.Phase, c.Message, out)
+		harness.Fatalf(t, "deploy 3.0.0 after the repair: exit %d, cycle %s in %s: %s\n%s", code, c.ID, c.Phase, c.Message, out)
 	}
 	l.requireServing(ctx, "3.0.0")
 	t.Logf("total %s", time.Since(start).Round(time.Millisecond))

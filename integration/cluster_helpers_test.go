@@ -82,7 +82,7 @@ func startCluster(t *testing.T, opts clusterOptions) *cluster {
 		}
 		api, err := client.New(client.Config{Addr: "http://" + n.APIAddr, Token: clusterToken, Timeout: 15 * time.Second})
 		if err != nil {
-			t.Fatalf("client for %s: %v", n.ID, err)
+			harness.Fatalf(t, "client for %s: %v", n.ID, err)
 		}
 		n.API = api
 		c.nodes = append(c.nodes, n)
@@ -189,7 +189,7 @@ func (c *cluster) waitLeader(ctx context.Context, nodes ...*clusterNode) *cluste
 		return nil
 	})
 	if err != nil {
-		c.t.Fatal(err)
+		harness.Fatal(c.t, err)
 	}
 	return leader
 }
@@ -217,7 +217,7 @@ func (c *cluster) waitMembers(ctx context.Context, nodes ...*clusterNode) {
 		return nil
 	})
 	if err != nil {
-		c.t.Fatal(err)
+		harness.Fatal(c.t, err)
 	}
 	c.waitLeader(ctx, nodes...)
 }
@@ -238,7 +238,7 @@ func (c *cluster) waitApplied(ctx context.Context, index uint64, nodes ...*clust
 		return nil
 	})
 	if err != nil {
-		c.t.Fatal(err)
+		harness.Fatal(c.t, err)
 	}
 }
 
@@ -264,7 +264,7 @@ func (c *cluster) mustFreeze(ctx context.Context, n *clusterNode, svc, reason st
 		err = fatal
 	}
 	if err != nil {
-		c.t.Fatalf("freeze %s through %s: %v", svc, n.ID, err)
+		harness.Fatalf(c.t, "freeze %s through %s: %v", svc, n.ID, err)
 	}
 }
 
@@ -312,7 +312,7 @@ func (c *cluster) checkState(ctx context.Context, want, maybe map[string]string,
 			return err
 		})
 		if err != nil {
-			c.t.Fatal(err)
+			harness.Fatal(c.t, err)
 		}
 		c.compareState(fmt.Sprintf("consistent read through %s (answered by %s at index %d)", n.ID, meta.Node, meta.Index), got, want, maybe)
 		index = max(index, meta.Index)
@@ -321,10 +321,10 @@ func (c *cluster) checkState(ctx context.Context, want, maybe map[string]string,
 	for _, n := range nodes {
 		got, meta, err := n.frozen(ctx, false)
 		if err != nil {
-			c.t.Fatalf("local read on %s: %v", n.ID, err)
+			harness.Fatalf(c.t, "local read on %s: %v", n.ID, err)
 		}
 		if meta.Node != n.ID || meta.Index < index {
-			c.t.Errorf("local read on %s answered by %q at index %d; want %s at index %d or later", n.ID, meta.Node, meta.Index, n.ID, index)
+			harness.Errorf(c.t, "local read on %s answered by %q at index %d; want %s at index %d or later", n.ID, meta.Node, meta.Index, n.ID, index)
 		}
 		c.compareState(fmt.Sprintf("local read on %s at index %d", n.ID, meta.Index), got, want, maybe)
 	}
@@ -348,14 +348,14 @@ func (c *cluster) compareState(what string, got, want, maybe map[string]string) 
 	}
 	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if g, ok := got[k]; !ok {
-			c.t.Errorf("%s: %s is missing (want frozen with reason %q)", what, k, want[k])
+			harness.Errorf(c.t, "%s: %s is missing (want frozen with reason %q)", what, k, want[k])
 		} else if g != want[k] {
-			c.t.Errorf("%s: %s has reason %q, want %q", what, k, g, want[k])
+			harness.Errorf(c.t, "%s: %s has reason %q, want %q", what, k, g, want[k])
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(got)) {
 		if _, ok := want[k]; !ok {
-			c.t.Errorf("%s: %s is frozen (reason %q) but should not be", what, k, got[k])
+			harness.Errorf(c.t, "%s: %s is frozen (reason %q) but should not be", what, k, got[k])
 		}
 	}
 }
@@ -376,7 +376,7 @@ func (c *cluster) mustCtl(ctx context.Context, addr string, args ...string) stri
 	c.t.Helper()
 	out, errOut, err := c.ctl(ctx, addr, args...)
 	if err != nil {
-		c.t.Fatalf("cyclerctl --addr %s %s: %v\nstdout:\n%s\nstderr:\n%s", addr, strings.Join(args, " "), err, out, errOut)
+		harness.Fatalf(c.t, "cyclerctl --addr %s %s: %v\nstdout:\n%s\nstderr:\n%s", addr, strings.Join(args, " "), err, out, errOut)
 	}
 	return out
 }
@@ -387,7 +387,7 @@ func (c *cluster) members(ctx context.Context, n *clusterNode) api.Members {
 	var m api.Members
 	out := c.mustCtl(ctx, n.APIAddr, "cluster", "members", "--json")
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		c.t.Fatalf("cluster members --json: %v\n%s", err, out)
+		harness.Fatalf(c.t, "cluster members --json: %v\n%s", err, out)
 	}
 	return m
 }

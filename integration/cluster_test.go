@@ -40,7 +40,7 @@ func TestClusterFailover(t *testing.T) {
 	}
 	// The CLI, through a follower.
 	if out := c.mustCtl(ctx, followers[0].APIAddr, "freeze", "cli-web", "--reason", "frozen with cyclerctl"); !strings.Contains(out, "cli-web is frozen") {
-		t.Errorf("cyclerctl freeze printed %q", out)
+		harness.Errorf(t, "cyclerctl freeze printed %q", out)
 	}
 	want["cli-web"] = "frozen with cyclerctl"
 	c.mustFreeze(ctx, followers[1], "lifted", "to be lifted at once")
@@ -56,11 +56,11 @@ func TestClusterFailover(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	killedAt := time.Now()
 	if err := leader.Kill(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	t.Logf("killed leader %s (pid %d) with SIGKILL", leader.ID, leader.Pid())
 	newLeader := c.waitLeader(ctx, followers...)
@@ -73,14 +73,14 @@ func TestClusterFailover(t *testing.T) {
 	})
 	res := w.finish()
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	t.Logf("writer: %d of %d writes acknowledged around the kill; failures by kind: %v", len(res.acked), res.tries, res.refusals)
 	// A failover may refuse writes, but only as "not now": never a client
 	// error or an internal one.
 	for kind := range res.refusals {
 		if kind != api.CodeUnavailable && kind != api.CodeNotLeader {
-			t.Errorf("during the failover a write failed with %q; want only %q or %q", kind, api.CodeUnavailable, api.CodeNotLeader)
+			harness.Errorf(t, "during the failover a write failed with %q; want only %q or %q", kind, api.CodeUnavailable, api.CodeNotLeader)
 		}
 	}
 	acked, unknown := res.acked, res.unknown
@@ -96,13 +96,13 @@ func TestClusterFailover(t *testing.T) {
 
 	// The killed server comes back, rejoins and catches up.
 	if err := leader.Restart(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	c.waitMembers(ctx, c.nodes...)
 	current := c.waitLeader(ctx, c.nodes...)
 	st, err := current.self(ctx)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	c.waitApplied(ctx, st.AppliedIndex, leader)
 	t.Logf("%s rejoined and applied the index of leader %s, %d", leader.ID, current.ID, st.AppliedIndex)
@@ -111,12 +111,12 @@ func TestClusterFailover(t *testing.T) {
 	// Stop every server cleanly, start them all again: nothing is lost.
 	for _, n := range c.nodes {
 		if err := n.Stop(); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 	}
 	for _, n := range c.nodes {
 		if err := n.Restart(); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 	}
 	c.waitMembers(ctx, c.nodes...)
@@ -134,29 +134,29 @@ func checkMembersTable(t *testing.T, c *cluster, index uint64) {
 	for _, asker := range c.nodes {
 		m := c.members(ctx, asker)
 		if m.AnsweredBy != asker.ID || len(m.Members) != len(c.nodes) {
-			t.Fatalf("members asked of %s: answered by %s, %d members; want %s and %d: %+v", asker.ID, m.AnsweredBy, len(m.Members), asker.ID, len(c.nodes), m)
+			harness.Fatalf(t, "members asked of %s: answered by %s, %d members; want %s and %d: %+v", asker.ID, m.AnsweredBy, len(m.Members), asker.ID, len(c.nodes), m)
 		}
 		leaders := 0
 		for _, row := range m.Members {
 			i := slices.IndexFunc(c.nodes, func(n *clusterNode) bool { return n.ID == row.ID })
 			if i < 0 {
-				t.Errorf("members asked of %s: unknown member %+v", asker.ID, row)
+				harness.Errorf(t, "members asked of %s: unknown member %+v", asker.ID, row)
 				continue
 			}
 			n := c.nodes[i]
 			if row.APIAddr != n.APIAddr || row.RaftAddr != n.RaftAddr || !row.Voter || row.Error != "" || row.AppliedIndex < index {
-				t.Errorf("members asked of %s: %+v; want api %s, raft %s, a voter, applied index >= %d, no error",
+				harness.Errorf(t, "members asked of %s: %+v; want api %s, raft %s, a voter, applied index >= %d, no error",
 					asker.ID, row, n.APIAddr, n.RaftAddr, index)
 			}
 			if row.Leader {
 				leaders++
 				if row.State != "Leader" {
-					t.Errorf("members asked of %s: %s is marked leader but reports state %q", asker.ID, row.ID, row.State)
+					harness.Errorf(t, "members asked of %s: %s is marked leader but reports state %q", asker.ID, row.ID, row.State)
 				}
 			}
 		}
 		if leaders != 1 {
-			t.Errorf("members asked of %s: %d leaders, want 1: %+v", asker.ID, leaders, m.Members)
+			harness.Errorf(t, "members asked of %s: %d leaders, want 1: %+v", asker.ID, leaders, m.Members)
 		}
 	}
 
@@ -164,25 +164,25 @@ func checkMembersTable(t *testing.T, c *cluster, index uint64) {
 	t.Logf("cyclerctl cluster members:\n%s", out)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != len(c.nodes)+2 || !strings.HasPrefix(lines[0], "ID ") || !strings.Contains(lines[0], "API ADDR") || !strings.Contains(lines[0], "INDEX") {
-		t.Fatalf("cluster members table: want a header, %d rows and the answering node:\n%s", len(c.nodes), out)
+		harness.Fatalf(t, "cluster members table: want a header, %d rows and the answering node:\n%s", len(c.nodes), out)
 	}
 	leaders := 0
 	for i, n := range c.nodes {
 		// ID RAFT-ADDR API-ADDR VOTER LEADER LAST-CONTACT INDEX STATE
 		f := strings.Fields(lines[i+1])
 		if len(f) != 8 || f[0] != n.ID || f[1] != n.RaftAddr || f[2] != n.APIAddr || f[3] != "true" {
-			t.Errorf("cluster members row %q; want %s %s %s true ...", lines[i+1], n.ID, n.RaftAddr, n.APIAddr)
+			harness.Errorf(t, "cluster members row %q; want %s %s %s true ...", lines[i+1], n.ID, n.RaftAddr, n.APIAddr)
 			continue
 		}
 		if idx, err := strconv.ParseUint(f[6], 10, 64); err != nil || idx < index {
-			t.Errorf("cluster members row %q: index %q, want a number >= %d", lines[i+1], f[6], index)
+			harness.Errorf(t, "cluster members row %q: index %q, want a number >= %d", lines[i+1], f[6], index)
 		}
 		if f[4] == "true" {
 			leaders++
 		}
 	}
 	if leaders != 1 {
-		t.Errorf("cluster members table shows %d leaders, want 1:\n%s", leaders, out)
+		harness.Errorf(t, "cluster members table shows %d leaders, want 1:\n%s", leaders, out)
 	}
 }
 
@@ -200,7 +200,7 @@ func TestMinorityCannotCommit(t *testing.T) {
 	stopped := c.others(lone)
 	for _, n := range stopped {
 		if err := n.Stop(); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 	}
 	// The old leader cannot hear from a quorum, so its lease runs out and it
@@ -215,34 +215,34 @@ func TestMinorityCannotCommit(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 
 	err := lone.freeze(ctx, "db", "without a quorum")
 	var ae *api.Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != api.CodeUnavailable || !strings.Contains(ae.Message, "quorum") {
-		t.Fatalf("write on a lone server: %v; want 503 unavailable with a message about the quorum", err)
+		harness.Fatalf(t, "write on a lone server: %v; want 503 unavailable with a message about the quorum", err)
 	}
 	t.Logf("write on the lone server: %v", err)
 	if _, _, err := lone.frozen(ctx, true); !errors.Is(err, api.ErrUnavailable) {
-		t.Errorf("consistent read on a lone server: %v; want unavailable", err)
+		harness.Errorf(t, "consistent read on a lone server: %v; want unavailable", err)
 	}
 	got, meta, err := lone.frozen(ctx, false)
 	if err != nil || meta.Node != lone.ID {
-		t.Fatalf("local read on the lone server: answered by %q, %v; want an answer from %s", meta.Node, err, lone.ID)
+		harness.Fatalf(t, "local read on the lone server: answered by %q, %v; want an answer from %s", meta.Node, err, lone.ID)
 	}
 	c.compareState("local read on the lone server", got, want, nil)
 	if out := c.mustCtl(ctx, lone.APIAddr, "status", "web"); !strings.Contains(out, want["web"]) {
-		t.Errorf("cyclerctl status web on the lone server: %q; want the freeze reason", out)
+		harness.Errorf(t, "cyclerctl status web on the lone server: %q; want the freeze reason", out)
 	}
 
 	// A second server restores the quorum: the same write now commits.
 	if err := stopped[0].Restart(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	c.waitLeader(ctx, lone, stopped[0])
 	if out := c.mustCtl(ctx, lone.APIAddr, "freeze", "db", "--reason", "with a quorum again"); !strings.Contains(out, "db is frozen") {
-		t.Errorf("cyclerctl freeze db: %q", out)
+		harness.Errorf(t, "cyclerctl freeze db: %q", out)
 	}
 	want["db"] = "with a quorum again"
 	c.checkState(ctx, want, nil, lone, stopped[0])
@@ -263,7 +263,7 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	}
 	snap := filepath.Join(t.TempDir(), "cycler.snap")
 	if out := c.mustCtl(ctx, follower.APIAddr, "snapshot", "save", snap); !strings.Contains(out, "saved "+snap) {
-		t.Errorf("snapshot save printed %q", out)
+		harness.Errorf(t, "snapshot save printed %q", out)
 	}
 
 	c.mustCtl(ctx, follower.APIAddr, "unfreeze", "alpha")
@@ -273,7 +273,7 @@ func TestSnapshotSaveRestore(t *testing.T) {
 
 	// Restored through a follower: the upload is forwarded to the leader.
 	if out := c.mustCtl(ctx, follower.APIAddr, "snapshot", "restore", snap); !strings.Contains(out, "restored "+snap) {
-		t.Errorf("snapshot restore printed %q", out)
+		harness.Errorf(t, "snapshot restore printed %q", out)
 	}
 	c.checkState(ctx, saved, nil, c.nodes...)
 
@@ -283,7 +283,7 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	current["delta"] = "frozen after the restore"
 	data, err := os.ReadFile(snap)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	corrupt := bytes.Clone(data)
 	corrupt[len(corrupt)-33] ^= 0xff // the last byte of the state, just before the SHA-256 trailer
@@ -300,12 +300,12 @@ func TestSnapshotSaveRestore(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), tt.name+".snap")
 			if err := os.WriteFile(path, tt.give, 0o600); err != nil {
-				t.Fatal(err)
+				harness.Fatal(t, err)
 			}
 			out, errOut, err := c.ctl(ctx, follower.APIAddr, "snapshot", "restore", path)
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || !strings.Contains(errOut, tt.want) || !strings.Contains(errOut, "nothing was changed") {
-				t.Errorf("cyclerctl snapshot restore %s: %v\nstdout: %s\nstderr: %s\nwant a non-zero exit and %q", tt.name, err, out, errOut, tt.want)
+				harness.Errorf(t, "cyclerctl snapshot restore %s: %v\nstdout: %s\nstderr: %s\nwant a non-zero exit and %q", tt.name, err, out, errOut, tt.want)
 			}
 			// The server checks on its own too: a client that skips the local
 			// check (curl) is refused by the leader and by a forwarding follower.
@@ -316,7 +316,7 @@ func TestSnapshotSaveRestore(t *testing.T) {
 				}
 				var ae *api.Error
 				if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, tt.want) {
-					t.Errorf("POST /v1/snapshot (%s) to %s: %v; want 400 bad_request saying %q", tt.name, n.ID, err, tt.want)
+					harness.Errorf(t, "POST /v1/snapshot (%s) to %s: %v; want 400 bad_request saying %q", tt.name, n.ID, err, tt.want)
 				}
 			}
 		})
@@ -337,24 +337,24 @@ func TestClusterLeaveAndRemove(t *testing.T) {
 	c.mustFreeze(ctx, leaving, "web", want["web"])
 
 	if err := dead.Kill(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	// Through a follower, so the removal is forwarded to the leader.
 	if out := c.mustCtl(ctx, leaving.APIAddr, "cluster", "remove", dead.ID); !strings.Contains(out, "server "+dead.ID+" removed") {
-		t.Errorf("cluster remove printed %q", out)
+		harness.Errorf(t, "cluster remove printed %q", out)
 	}
 	c.waitMembers(ctx, leader, leaving)
 	if m, want := c.members(ctx, leader), slices.Sorted(slices.Values([]string{leader.ID, leaving.ID})); !slices.Equal(memberIDs(m), want) {
-		t.Errorf("members after removing %s: %v; want %v", dead.ID, memberIDs(m), want)
+		harness.Errorf(t, "members after removing %s: %v; want %v", dead.ID, memberIDs(m), want)
 	}
 	_, errOut, err := c.ctl(ctx, leader.APIAddr, "cluster", "remove", "no-such-server")
 	if err == nil || !strings.Contains(errOut, "not a member") {
-		t.Errorf("cluster remove no-such-server: %v, stderr %q; want a failure saying it is not a member", err, errOut)
+		harness.Errorf(t, "cluster remove no-such-server: %v, stderr %q; want a failure saying it is not a member", err, errOut)
 	}
 
 	pid := leaving.Pid()
 	if out := c.mustCtl(ctx, leaving.APIAddr, "cluster", "leave"); !strings.Contains(out, "server "+leaving.ID+" left the cluster") {
-		t.Errorf("cluster leave printed %q", out)
+		harness.Errorf(t, "cluster leave printed %q", out)
 	}
 	if err := harness.WaitFor(ctx, leaving.ID+" to exit after leaving", func() error {
 		if leaving.Running() {
@@ -362,15 +362,15 @@ func TestClusterLeaveAndRemove(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	// The harness notes each exit in the process log; a clean exit has no error.
 	if log, err := os.ReadFile(leaving.LogPath()); err != nil || !strings.Contains(string(log), fmt.Sprintf("pid %d exited: <nil>", pid)) {
-		t.Errorf("%s did not exit cleanly after leaving (%v); log:\n%s", leaving.ID, err, leaving.Tails())
+		harness.Errorf(t, "%s did not exit cleanly after leaving (%v); log:\n%s", leaving.ID, err, leaving.Tails())
 	}
 	c.waitMembers(ctx, leader)
 	if m := c.members(ctx, leader); !slices.Equal(memberIDs(m), []string{leader.ID}) || !m.Members[0].Leader {
-		t.Errorf("members after %s left: %+v; want %s alone, leading", leaving.ID, m.Members, leader.ID)
+		harness.Errorf(t, "members after %s left: %+v; want %s alone, leading", leaving.ID, m.Members, leader.ID)
 	}
 	// A cluster of one is its own quorum.
 	c.mustFreeze(ctx, leader, "db", "after the others went")
@@ -398,13 +398,13 @@ func TestClusterDiscoverThroughConsul(t *testing.T) {
 	leader := c.waitLeader(ctx, c.nodes...)
 	for _, n := range c.nodes {
 		if len(c.members(ctx, n).Members) != 3 {
-			t.Fatalf("%s does not see 3 members", n.ID)
+			harness.Fatalf(t, "%s does not see 3 members", n.ID)
 		}
 	}
 	// Every server is registered in Consul with its Raft and API address.
 	entries, _, err := consul.Client().Health().Service("cyclerd", "", false, nil)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	got := map[string]string{}
 	for _, e := range entries {
@@ -412,7 +412,7 @@ func TestClusterDiscoverThroughConsul(t *testing.T) {
 	}
 	for _, n := range c.nodes {
 		if got[n.ID] != n.APIAddr {
-			t.Fatalf("consul registration of %s: api_addr %q; want %q (all: %v)", n.ID, got[n.ID], n.APIAddr, got)
+			harness.Fatalf(t, "consul registration of %s: api_addr %q; want %q (all: %v)", n.ID, got[n.ID], n.APIAddr, got)
 		}
 	}
 	c.mustFreeze(ctx, c.others(leader)[0], "web", "written through a discovered follower")

@@ -58,7 +58,7 @@ func (l *fleetLab) pkg(ctx context.Context, version string, args ...string) (str
 	m.Start.Command = append(m.Start.Command, args...)
 	bin, err := os.ReadFile(l.demoBin)
 	if err != nil {
-		l.t.Fatal(err)
+		harness.Fatal(l.t, err)
 	}
 	path := writePackage(l.t, "web-"+version+".tar.gz", pkgtest.Package(l.t, pkgtest.Manifest(m),
 		pkgtest.Entry{Name: pkgtest.DemoBinary, Body: bin, Mode: 0o755}))
@@ -70,12 +70,12 @@ func (l *fleetLab) pkg(ctx context.Context, version string, args ...string) (str
 		Existed bool   `json:"existed"`
 	}
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
-		l.t.Fatalf("push: %v\n%s", err, out)
+		harness.Fatalf(l.t, "push: %v\n%s", err, out)
 	}
 	// A push answers once a majority of the servers hold the blob, so a
 	// leader lost right after it cannot take the package with it.
 	if !p.Existed && (p.Servers != 3 || p.Stored < 2) {
-		l.t.Fatalf("push answered with the blob on %d of %d servers, want a majority of 3:\n%s", p.Stored, p.Servers, out)
+		harness.Fatalf(l.t, "push answered with the blob on %d of %d servers, want a majority of 3:\n%s", p.Stored, p.Servers, out)
 	}
 	return path, p.Digest
 }
@@ -122,7 +122,7 @@ func (l *fleetLab) requireServing(ctx context.Context, version string) {
 	l.t.Helper()
 	for id, seen := range l.served(ctx, 20) {
 		if len(seen) != 1 || seen[version] != 20 {
-			l.t.Fatalf("LB %s served %v, want only %s", id, seen, version)
+			harness.Fatalf(l.t, "LB %s served %v, want only %s", id, seen, version)
 		}
 	}
 }
@@ -229,7 +229,7 @@ func hostFailed(c cycle.Cycle, instance string) bool {
 func mustJSON(t *testing.T, out string, v any) {
 	t.Helper()
 	if err := json.Unmarshal([]byte(out), v); err != nil {
-		t.Fatalf("decode: %v\n%s", err, out)
+		harness.Fatalf(t, "decode: %v\n%s", err, out)
 	}
 }
 
@@ -238,7 +238,7 @@ func maintenanceOf(t *testing.T, l *fleetLab, instance string) (registered, on b
 	t.Helper()
 	entries, _, err := l.cc.Health().Service("web", "", false, nil)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	for _, e := range entries {
 		if e.Service.ID != instance {

@@ -74,7 +74,7 @@ func startGatedLab(t *testing.T, bakeTime, extra string) *gatedLab {
 	script := "#!/bin/sh\n# Held until the test opens this version's smoke gate.\n" +
 		"until [ -e \"$(dirname \"$0\")/smoke-$CYCLER_VERSION\" ]; do sleep 0.05; done\n"
 	if err := os.WriteFile(filepath.Join(gates, "smoke-gate.sh"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	return &gatedLab{fleetLab: startFleetLab(t, gatedService(gates, bakeTime, extra)), gates: gates}
 }
@@ -83,7 +83,7 @@ func startGatedLab(t *testing.T, bakeTime, extra string) *gatedLab {
 func (g *gatedLab) open(name string) {
 	g.t.Helper()
 	if err := os.WriteFile(filepath.Join(g.gates, name), nil, 0o644); err != nil {
-		g.t.Fatal(err)
+		harness.Fatal(g.t, err)
 	}
 }
 
@@ -99,7 +99,7 @@ func (g *gatedLab) gatedPkg(ctx context.Context, version string, deployGate bool
 	}
 	bin, err := os.ReadFile(g.demoBin)
 	if err != nil {
-		g.t.Fatal(err)
+		harness.Fatal(g.t, err)
 	}
 	body := pkgtest.Package(g.t, pkgtest.Manifest(m), pkgtest.Entry{Name: pkgtest.DemoBinary, Body: bin, Mode: 0o755})
 	// Through the API rather than `cyclerctl package push`, whose retry
@@ -129,7 +129,7 @@ func (g *gatedLab) gatedPkg(ctx context.Context, version string, deployGate bool
 		err = fatal
 	}
 	if err != nil || p.Digest == "" {
-		g.t.Fatalf("push of %s: %v (digest %q)", version, err, p.Digest)
+		harness.Fatalf(g.t, "push of %s: %v (digest %q)", version, err, p.Digest)
 	}
 	return p.Digest
 }
@@ -140,7 +140,7 @@ func (g *gatedLab) deployOpen(ctx context.Context, version string) {
 	digest := g.gatedPkg(ctx, version, false)
 	g.open("smoke-" + version)
 	if code, c, out := g.deploy(ctx, g.c.nodes[0].APIAddr, digest); code != cycle.ExitLive {
-		g.t.Fatalf("deploy %s: exit %d (%s)\n%s", version, code, c.Phase, out)
+		harness.Fatalf(g.t, "deploy %s: exit %d (%s)\n%s", version, code, c.Phase, out)
 	}
 	g.requireServing(ctx, version)
 }
@@ -152,7 +152,7 @@ func stopLB(t *testing.T, n *lbNode) (resume func()) {
 	t.Helper()
 	pid := n.Cyclerd.Pid()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatalf("stop cyclerd lb %s (pid %d): %v", n.ID, pid, err)
+		harness.Fatalf(t, "stop cyclerd lb %s (pid %d): %v", n.ID, pid, err)
 	}
 	resumed := false
 	resume = func() {
@@ -221,7 +221,7 @@ func (l *fleetLab) waitCycle(ctx context.Context, n *clusterNode, digest, what s
 		}
 		select {
 		case <-ctx.Done():
-			l.t.Fatalf("wait for %s through %s: %v (last: %v)", what, n.ID, ctx.Err(), last)
+			harness.Fatalf(l.t, "wait for %s through %s: %v (last: %v)", what, n.ID, ctx.Err(), last)
 		case <-tick.C:
 		}
 	}
@@ -297,11 +297,11 @@ func runLeaderKill(ctx context.Context, l *gatedLab, k leaderKill) cycle.Cycle {
 		return nil
 	})
 	if now := l.c.waitLeader(ctx, l.c.nodes...); now != leader {
-		t.Fatalf("leadership moved from %s to %s before the kill; the test needs the deploy sent through a follower", leader.ID, now.ID)
+		harness.Fatalf(t, "leadership moved from %s to %s before the kill; the test needs the deploy sent through a follower", leader.ID, now.ID)
 	}
 	killedAt := time.Now()
 	if err := leader.Kill(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	newLeader := l.c.waitLeader(ctx, followers...)
 	t.Logf("killed leader %s with cycle %s in %s (rev %d) after %s; %s leads after %s",
@@ -313,7 +313,7 @@ func runLeaderKill(ctx context.Context, l *gatedLab, k leaderKill) cycle.Cycle {
 	select {
 	case <-d.done:
 	case <-ctx.Done():
-		t.Fatalf("cyclerctl deploy did not end: %v", ctx.Err())
+		harness.Fatalf(t, "cyclerctl deploy did not end: %v", ctx.Err())
 	}
 	l.waitCycle(ctx, watch, digest, "the cycle's end", func(c cycle.Cycle) error {
 		if !c.Phase.Terminal() {
@@ -327,12 +327,12 @@ func runLeaderKill(ctx context.Context, l *gatedLab, k leaderKill) cycle.Cycle {
 	t.Logf("cycle %s ended %s after %s: %s (cyclerctl deploy --follow exited %d)",
 		final.ID, final.Phase, time.Since(started).Round(time.Millisecond), final.Message, d.code)
 	if !final.Phase.Terminal() {
-		t.Fatalf("cycle %s is in %s after cyclerctl deploy returned (exit %d):\n%s", final.ID, final.Phase, d.code, d.out)
+		harness.Fatalf(t, "cycle %s is in %s after cyclerctl deploy returned (exit %d):\n%s", final.ID, final.Phase, d.code, d.out)
 	}
 	// deploy --follow either followed the cycle to its end through the
 	// failover, or gave up with exit 1 and history tells the end.
 	if d.code != 1 && (d.code != cycle.ExitCode(final.Phase) || d.c.ID != final.ID || d.c.Phase != final.Phase) {
-		t.Errorf("cyclerctl deploy --follow exited %d with cycle %s in %s; history says %s ended %s (exit %d)\n%s",
+		harness.Errorf(t, "cyclerctl deploy --follow exited %d with cycle %s in %s; history says %s ended %s (exit %d)\n%s",
 			d.code, d.c.ID, d.c.Phase, final.ID, final.Phase, cycle.ExitCode(final.Phase), d.out)
 	}
 	if d.code == 1 {
@@ -347,7 +347,7 @@ func runLeaderKill(ctx context.Context, l *gatedLab, k leaderKill) cycle.Cycle {
 		live = final.Previous.Version
 		for lb, seen := range report.Versions {
 			if seen[k.version] > 0 {
-				t.Errorf("cycle %s aborted before the switch, yet LB %s served %s %d times", final.ID, lb, k.version, seen[k.version])
+				harness.Errorf(t, "cycle %s aborted before the switch, yet LB %s served %s %d times", final.ID, lb, k.version, seen[k.version])
 			}
 		}
 	case cycle.RolledBack:
@@ -356,7 +356,7 @@ func runLeaderKill(ctx context.Context, l *gatedLab, k leaderKill) cycle.Cycle {
 	l.requireServing(ctx, live)
 
 	if err := leader.Restart(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	l.c.waitMembers(ctx, l.c.nodes...)
 	return final
@@ -414,7 +414,7 @@ func TestCycleLeaderKill(t *testing.T) {
 			}
 			final := runLeaderKill(ctx, l, k)
 			if !slices.Contains([]cycle.Phase{cycle.Done, cycle.RolledBack, cycle.Aborted}, final.Phase) {
-				t.Fatalf("cycle %s ended %s", final.ID, final.Phase)
+				harness.Fatalf(t, "cycle %s ended %s", final.ID, final.Phase)
 			}
 		})
 		if !ok {

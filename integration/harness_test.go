@@ -54,15 +54,15 @@ func TestHarnessRealComponents(t *testing.T) {
 
 		leader, err := consul.Client().Status().Leader()
 		if err != nil || leader == "" {
-			t.Fatalf("consul leader = %q, %v; want a leader", leader, err)
+			harness.Fatalf(t, "consul leader = %q, %v; want a leader", leader, err)
 		}
 
 		// Each LB answers with the instance behind it, not just any 200.
 		if got := getApp(t, ngx.URL()+"/"); got != (appAnswer{"v1", "web-blue-1", "blue"}) {
-			t.Errorf("through nginx: %+v, want web-blue-1 v1 blue", got)
+			harness.Errorf(t, "through nginx: %+v, want web-blue-1 v1 blue", got)
 		}
 		if got := getApp(t, vsh.URL()+"/"); got != (appAnswer{"v2", "web-green-1", "green"}) {
-			t.Errorf("through varnish: %+v, want web-green-1 v2 green", got)
+			harness.Errorf(t, "through varnish: %+v, want web-green-1 v2 green", got)
 		}
 
 		for _, app := range []*harness.DemoApp{blue, green} {
@@ -74,7 +74,7 @@ func TestHarnessRealComponents(t *testing.T) {
 		for _, e := range entries {
 			want := map[string]string{"web-blue-1": "blue", "web-green-1": "green"}[e.Service.ID]
 			if e.Service.Meta[pool.MetaPool] != want || !slices.Contains(e.Service.Tags, pool.Tag(pool.Pool(want))) {
-				t.Errorf("%s: meta %v tags %v, want pool %s and tag %s", e.Service.ID, e.Service.Meta, e.Service.Tags, want, pool.Tag(pool.Pool(want)))
+				harness.Errorf(t, "%s: meta %v tags %v, want pool %s and tag %s", e.Service.ID, e.Service.Meta, e.Service.Tags, want, pool.Tag(pool.Pool(want)))
 			}
 		}
 
@@ -85,77 +85,77 @@ func TestHarnessRealComponents(t *testing.T) {
 		// under the same master.
 		before, err := ngx.PIDs()
 		if err != nil || len(before) != 2 {
-			t.Fatalf("nginx pids = %v, %v; want master and one worker", before, err)
+			harness.Fatalf(t, "nginx pids = %v, %v; want master and one worker", before, err)
 		}
 		if again, _ := ngx.PIDs(); !slices.Equal(before, again) {
-			t.Errorf("nginx pids changed without a reload: %v then %v", before, again)
+			harness.Errorf(t, "nginx pids changed without a reload: %v then %v", before, again)
 		}
 		if err := ngx.Reload(ctx); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		after, err := ngx.PIDs()
 		if err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		newWorker := slices.ContainsFunc(after[1:], func(pid int) bool { return !slices.Contains(before, pid) })
 		if after[0] != before[0] || !newWorker {
-			t.Errorf("after reload pids = %v (before %v); want master %d and a new worker", after, before, before[0])
+			harness.Errorf(t, "after reload pids = %v (before %v); want master %d and a new worker", after, before, before[0])
 		}
 
 		// varnish: the management CLI works, lists the generated backend, and takes
 		// a new VCL passed inline (quotes and newlines survive Adm's CLI quoting).
 		out, err := vsh.Adm(ctx, "backend.list")
 		if err != nil || !strings.Contains(out, "app0") {
-			t.Errorf("backend.list = %q, %v; want app0", out, err)
+			harness.Errorf(t, "backend.list = %q, %v; want app0", out, err)
 		}
 		vcl, err := harness.RenderVCL([]string{blue.Addr})
 		if err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		if _, err := vsh.Adm(ctx, "vcl.inline", "to_blue", vcl); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		if _, err := vsh.Adm(ctx, "vcl.use", "to_blue"); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		if got := getApp(t, vsh.URL()+"/"); got.Instance != "web-blue-1" {
-			t.Errorf("through varnish after vcl.use to_blue: %+v, want web-blue-1", got)
+			harness.Errorf(t, "through varnish after vcl.use to_blue: %+v, want web-blue-1", got)
 		}
 
 		// Kill takes an app down hard; Restart brings it back on the same port.
 		if err := blue.Kill(); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		if code := status(t, ngx.URL()+"/"); code != http.StatusBadGateway {
-			t.Errorf("nginx with its only backend killed answered %d, want 502", code)
+			harness.Errorf(t, "nginx with its only backend killed answered %d, want 502", code)
 		}
 		if err := blue.Restart(); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		if got := getApp(t, ngx.URL()+"/"); got.Instance != "web-blue-1" {
-			t.Errorf("after restart through nginx: %+v", got)
+			harness.Errorf(t, "after restart through nginx: %+v", got)
 		}
 
 		// Consul restarts on the same ports with the agent's registrations intact.
 		if err := consul.Restart(); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		harness.WaitPassing(t, consul.Client(), "web", blue.Instance, green.Instance)
 
 		pids = append(pids, consul.Pid(), blue.Pid(), green.Pid(), vsh.Pid())
 		all, err := ngx.PIDs()
 		if err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		pids = append(pids, all...)
 		kids, err := harness.ChildPIDs(vsh.Pid())
 		if err != nil || len(kids) == 0 {
-			t.Fatalf("varnish cache process: %v, %v; want one child of the manager", kids, err)
+			harness.Fatalf(t, "varnish cache process: %v, %v; want one child of the manager", kids, err)
 		}
 		pids = append(pids, kids...)
 		for _, pid := range pids {
 			if !harness.Alive(pid) {
-				t.Errorf("pid %d is not alive while the components run", pid)
+				harness.Errorf(t, "pid %d is not alive while the components run", pid)
 			}
 		}
 	})
@@ -165,7 +165,7 @@ func TestHarnessRealComponents(t *testing.T) {
 	// The subtest's cleanups have run: nothing it started may survive.
 	for _, pid := range pids {
 		if harness.Alive(pid) {
-			t.Errorf("pid %d survived the test's cleanup", pid)
+			harness.Errorf(t, "pid %d survived the test's cleanup", pid)
 		}
 	}
 }
@@ -176,18 +176,18 @@ func TestHarnessConsulPersistentRestart(t *testing.T) {
 	c := harness.StartConsulWith(t, harness.ConsulOptions{Persistent: true})
 	kv := c.Client().KV()
 	if _, err := kv.Put(&consulapi.KVPair{Key: "cycler/web/state", Value: []byte(`{"generation":7}`)}, nil); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	addr, pid := c.HTTPAddr, c.Pid()
 	if err := c.Restart(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if c.HTTPAddr != addr || c.Pid() == pid {
-		t.Fatalf("after restart: addr %s (was %s), pid %d (was %d); want the same addr and a new pid", c.HTTPAddr, addr, c.Pid(), pid)
+		harness.Fatalf(t, "after restart: addr %s (was %s), pid %d (was %d); want the same addr and a new pid", c.HTTPAddr, addr, c.Pid(), pid)
 	}
 	pair, _, err := kv.Get("cycler/web/state", nil)
 	if err != nil || pair == nil || string(pair.Value) != `{"generation":7}` {
-		t.Fatalf("after restart: %+v, %v; want the value written before", pair, err)
+		harness.Fatalf(t, "after restart: %+v, %v; want the value written before", pair, err)
 	}
 }
 
@@ -195,19 +195,19 @@ func getApp(t *testing.T, url string) appAnswer {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		harness.Fatalf(t, "GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("GET %s: read body: %v", url, err)
+		harness.Fatalf(t, "GET %s: read body: %v", url, err)
 	}
 	var a appAnswer
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &a) != nil {
-		t.Fatalf("GET %s: %d %q, want 200 and the demo app's JSON", url, resp.StatusCode, body)
+		harness.Fatalf(t, "GET %s: %d %q, want 200 and the demo app's JSON", url, resp.StatusCode, body)
 	}
 	if h := resp.Header.Get("X-App-Instance"); h != a.Instance {
-		t.Fatalf("GET %s: X-App-Instance %q but body says %q", url, h, a.Instance)
+		harness.Fatalf(t, "GET %s: X-App-Instance %q but body says %q", url, h, a.Instance)
 	}
 	return a
 }
@@ -216,7 +216,7 @@ func status(t *testing.T, url string) int {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		harness.Fatalf(t, "GET %s: %v", url, err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode

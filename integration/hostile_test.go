@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cyclerhq/cycler/api"
+	"github.com/cyclerhq/cycler/integration/harness"
 	"github.com/cyclerhq/cycler/pkgfile"
 	"github.com/cyclerhq/cycler/pkgfile/pkgtest"
 )
@@ -43,7 +44,7 @@ func TestHostilePackages(t *testing.T) {
 	listBefore := e.c.mustCtl(ctx, e.server.APIAddr, "--json", "package", "list")
 	blobsBefore := dirNames(t, blobDir)
 	if !slices.Contains(blobsBefore, strings.TrimPrefix(goodDigest, "sha256:")) {
-		t.Fatalf("blob dir %s holds %v, not the good package %s", blobDir, blobsBefore, goodDigest)
+		harness.Fatalf(t, "blob dir %s holds %v, not the good package %s", blobDir, blobsBefore, goodDigest)
 	}
 
 	for _, c := range pkgtest.HostileCases(t) {
@@ -57,21 +58,21 @@ func TestHostilePackages(t *testing.T) {
 			path := writePackage(t, c.Name+".tar.gz", c.Archive)
 			_, errOut, err := e.c.ctl(ctx, e.server.APIAddr, "package", "push", path)
 			if err == nil {
-				t.Fatalf("cyclerctl package push accepted %s", c.Name)
+				harness.Fatalf(t, "cyclerctl package push accepted %s", c.Name)
 			}
 			wantNamed(t, "cyclerctl package push", errOut, c)
 
 			status, msg := rawPush(ctx, t, e.server.APIAddr, c.Archive)
 			if status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge {
-				t.Fatalf("raw POST /v1/packages: status %d (%s), want 400 or 413", status, msg)
+				harness.Fatalf(t, "raw POST /v1/packages: status %d (%s), want 400 or 413", status, msg)
 			}
 			wantNamed(t, "POST /v1/packages", msg, c)
 
 			if got := e.c.mustCtl(ctx, e.server.APIAddr, "--json", "package", "list"); got != listBefore {
-				t.Fatalf("the package list changed:\nbefore %s\nafter  %s", listBefore, got)
+				harness.Fatalf(t, "the package list changed:\nbefore %s\nafter  %s", listBefore, got)
 			}
 			if got := dirNames(t, blobDir); !slices.Equal(got, blobsBefore) {
-				t.Fatalf("the blob directory changed: %v, was %v", got, blobsBefore)
+				harness.Fatalf(t, "the blob directory changed: %v, was %v", got, blobsBefore)
 			}
 		})
 	}
@@ -82,10 +83,10 @@ func TestHostilePackages(t *testing.T) {
 		bomb := declaredBomb(t, 5<<30)
 		status, msg := rawPush(ctx, t, e.server.APIAddr, bomb)
 		if status != http.StatusBadRequest || !strings.Contains(msg, `"bomb.bin"`) || !strings.Contains(msg, pkgfile.ErrTooLarge.Error()) {
-			t.Fatalf("raw POST of a 5 GiB bomb: status %d, %q; want 400 naming bomb.bin as too large", status, msg)
+			harness.Fatalf(t, "raw POST of a 5 GiB bomb: status %d, %q; want 400 naming bomb.bin as too large", status, msg)
 		}
 		if got := dirNames(t, blobDir); !slices.Equal(got, blobsBefore) {
-			t.Fatalf("the blob directory changed: %v, was %v", got, blobsBefore)
+			harness.Fatalf(t, "the blob directory changed: %v, was %v", got, blobsBefore)
 		}
 	})
 }
@@ -104,19 +105,19 @@ func declaredBomb(t *testing.T, size int64) []byte {
 		{Name: "bomb.bin", Mode: 0o644, Size: size, Typeflag: tar.TypeReg},
 	} {
 		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		if h.Name == man.Name {
 			if _, err := tw.Write(man.Body); err != nil {
-				t.Fatal(err)
+				harness.Fatal(t, err)
 			}
 		}
 	}
 	if _, err := gz.Write(make([]byte, 64<<10)); err != nil { // the start of the zeros
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if err := gz.Close(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	return buf.Bytes()
 }
@@ -131,15 +132,15 @@ func wantNamed(t *testing.T, who, msg string, c pkgtest.HostileCase) {
 		// writing the body when the server answers 413 and closes the
 		// connection; then it can only report the reset.
 		if !strings.Contains(msg, "upload limit") && !(who == "cyclerctl package push" && strings.Contains(msg, "connection reset")) {
-			t.Fatalf("%s: %q does not say the package is over the upload limit", who, msg)
+			harness.Fatalf(t, "%s: %q does not say the package is over the upload limit", who, msg)
 		}
 		return
 	}
 	if c.Entry != "" && !strings.Contains(msg, c.Entry) {
-		t.Errorf("%s: %q does not name the offending entry %s", who, msg, c.Entry)
+		harness.Errorf(t, "%s: %q does not name the offending entry %s", who, msg, c.Entry)
 	}
 	if !strings.Contains(msg, c.Err.Error()) {
-		t.Errorf("%s: %q does not say %q", who, msg, c.Err)
+		harness.Errorf(t, "%s: %q does not say %q", who, msg, c.Err)
 	}
 }
 
@@ -149,7 +150,7 @@ func rawPush(ctx context.Context, t *testing.T, addr string, b []byte) (int, str
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/packages", bytes.NewReader(b))
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+clusterToken)
 	req.Header.Set("Content-Type", "application/octet-stream")
@@ -159,7 +160,7 @@ func rawPush(ctx context.Context, t *testing.T, addr string, b []byte) (int, str
 	req.Header.Set("Expect", "100-continue")
 	resp, err := expectContinueHTTP.Do(req)
 	if err != nil {
-		t.Fatalf("POST /v1/packages: %v", err)
+		harness.Fatalf(t, "POST /v1/packages: %v", err)
 	}
 	defer resp.Body.Close()
 	var env struct {
@@ -186,7 +187,7 @@ func dirNames(t *testing.T, dir string) []string {
 		return nil
 	}
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	var out []string
 	for _, e := range ents {

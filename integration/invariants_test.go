@@ -16,6 +16,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/cyclerhq/cycler/integration/harness"
 	"github.com/cyclerhq/cycler/lb"
 	"github.com/cyclerhq/cycler/pool"
 )
@@ -51,7 +52,8 @@ const (
 	// already served. The LB and the checker learn of a new state from the
 	// same Consul agent at about the same time, but on a busy machine the
 	// checker's goroutine may run later. (The generation an LB acked needs
-	// no grace: the ack itself proves it was published, see checkSamples.)
+	// no grace: the ack itself proves it was published, and its applied_at
+	// says since when, see checkSamples.)
 	watchGrace = 500 * time.Millisecond
 	// checkedService is the service the lab runs.
 	checkedService = "web"
@@ -86,6 +88,9 @@ type checkAck struct {
 	LB   string
 	Gen  uint64
 	Seen time.Time
+	// Applied is the ack's own applied_at: when the LB says it proved
+	// Gen applied, by its read-back. Zero if the ack has none.
+	Applied time.Time
 }
 
 // watchError is an error of one of the checker's Consul watches.
@@ -172,12 +177,12 @@ func (l *fleetLab) startChecker() *checker {
 	stateIdx, err := c.readState(ctx, l.cc, 0)
 	if err != nil {
 		cancel()
-		l.t.Fatalf("checker: read %s: %v", pool.StateKey(checkedService), err)
+		harness.Fatalf(l.t, "checker: read %s: %v", pool.StateKey(checkedService), err)
 	}
 	ackIdx, err := c.readAcks(ctx, l.cc, 0)
 	if err != nil {
 		cancel()
-		l.t.Fatalf("checker: read %s: %v", pool.AckPrefix(checkedService), err)
+		harness.Fatalf(l.t, "checker: read %s: %v", pool.AckPrefix(checkedService), err)
 	}
 	c.done.Add(2)
 	go func() {
@@ -349,7 +354,7 @@ func (c *checker) readAcks(ctx context.Context, cc *consulapi.Client, idx uint64
 			continue
 		}
 		if !slices.ContainsFunc(c.in.Acks, func(k checkAck) bool { return k.LB == id && k.Gen == a.Generation }) {
-			c.in.Acks = append(c.in.Acks, checkAck{LB: id, Gen: a.Generation, Seen: now})
+			c.in.Acks = append(c.in.Acks, checkAck{LB: id, Gen: a.Generation, Seen: now, Applied: a.AppliedAt})
 		}
 	}
 	return meta.LastIndex, nil
@@ -362,7 +367,14 @@ func (c *checker) readAcks(ctx context.Context, cc *consulapi.Client, idx uint64
 // sight of its state document and its first sight of any LB's ack of it:
 // an LB acks only what the leader published, and the two watches are
 // separate blocking queries, so after a Consul restart the state watch
-// can lag the ack watch by seconds. The generation an LB acked is always
+// can lag the ack watch by seconds. Both watches can lag the LBs, too (one
+// run saw an LB apply a generation 40 ms after Consul came back, and the
+// checker learn of it 640 ms later), so an ack's own applied_at also
+// counts: an LB cannot have applied a generation before the leader
+// published it. That time only widens which generations a sample may
+// have been served under; which generation an LB had acked when a sample
+// started is still judged by when the checker saw the ack, which is never
+// earlier than the LB's own claim. The generation an LB acked is always
 // allowed for that LB's samples; what the ack allows is still judged by
 // the state document (live pool minus hidden), and a sample that only a
 // generation with no observed document could explain is counted as
@@ -385,8 +397,12 @@ func checkSamples(in checkInput) checkReport {
 	}
 	for _, a := range in.Acks {
 		acks[a.LB] = append(acks[a.LB], a)
-		if k, ok := known[a.Gen]; !ok || a.Seen.Before(k) {
-			known[a.Gen] = a.Seen
+		first := a.Seen
+		if !a.Applied.IsZero() && a.Applied.Before(first) {
+			first = a.Applied
+		}
+		if k, ok := known[a.Gen]; !ok || first.Before(k) {
+			known[a.Gen] = first
 		}
 	}
 	gens := slices.Sorted(maps.Keys(known))
@@ -483,7 +499,7 @@ func (r checkReport) requireClean(t *testing.T) {
 	}
 	if len(r.Failures) == 0 && len(r.Violations) == 0 {
 		if r.Checked == 0 {
-			t.Fatalf("checker: none of %d samples could be checked against an LB's ack", r.Total)
+			harness.Fatalf(t, "checker: none of %d samples could be checked against an LB's ack", r.Total)
 		}
 		return
 	}
@@ -501,7 +517,7 @@ func (r checkReport) requireClean(t *testing.T) {
 			b.WriteString("\n  " + s)
 		}
 	}
-	t.Fatal(b.String())
+	harness.Fatal(t, b.String())
 }
 
 // TestCheckerReportsViolations feeds checkSamples made-up histories, so the
@@ -578,10 +594,10 @@ func TestCheckerReportsViolations(t *testing.T) {
 				WatchErrors: tt.giveErrors, Outages: tt.giveOutages}
 			r := checkSamples(in)
 			if len(r.Failures) != tt.wantFailures || len(r.Violations) != tt.wantViolations || r.Checked != tt.wantChecked || r.Total != len(tt.give) {
-				t.Fatalf("report %+v; want %d failures, %d violations, %d checked", r, tt.wantFailures, tt.wantViolations, tt.wantChecked)
+				harness.Fatalf(t, "report %+v; want %d failures, %d violations, %d checked", r, tt.wantFailures, tt.wantViolations, tt.wantChecked)
 			}
 			if tt.wantViolation != "" && !strings.Contains(r.Violations[0], tt.wantViolation) {
-				t.Fatalf("violation %q; want it to contain %q", r.Violations[0], tt.wantViolation)
+				harness.Fatalf(t, "violation %q; want it to contain %q", r.Violations[0], tt.wantViolation)
 			}
 		})
 	}
@@ -630,12 +646,57 @@ func TestCheckerLaggingStateWatch(t *testing.T) {
 	}
 	r := checkSamples(in)
 	if r.Total != 7 || r.Checked != 6 || r.Unchecked != 1 || r.NoState != 1 || !slices.Equal(r.Unseen, []uint64{3}) || len(r.Failures) != 0 {
-		t.Fatalf("report %+v; want 7 samples, 6 checked, 1 unchecked for generation 3, whose document was never seen", r)
+		harness.Fatalf(t, "report %+v; want 7 samples, 6 checked, 1 unchecked for generation 3, whose document was never seen", r)
 	}
 	if len(r.Violations) != 1 || !strings.Contains(r.Violations[0], "answered by web-blue-1 (pool blue, version v-blue), but lb-a acked generation 2 (hidden instances [web-blue-1 web-blue-2])") {
-		t.Fatalf("violations %q; want exactly the one of web-blue-1 answering via lb-a after its ack of generation 2", r.Violations)
+		harness.Fatalf(t, "violations %q; want exactly the one of web-blue-1 answering via lb-a after its ack of generation 2", r.Violations)
 	}
 	if !slices.ContainsFunc(r.Generations, func(s string) bool { return strings.HasPrefix(s, "generation 3: state document never seen") }) {
-		t.Fatalf("generations %q; want generation 3 listed as never seen", r.Generations)
+		harness.Fatalf(t, "generations %q; want generation 3 listed as never seen", r.Generations)
+	}
+}
+
+// TestCheckerLaggingWatchesUseAppliedAt feeds checkSamples the history of
+// a failed run: after a Consul restart the LB applied generation 2 (green
+// live) at 1000 ms and said so in its ack's applied_at, but both of the
+// checker's watches learnt of generation 2 only at 1700 ms, more than the
+// grace later. Green answers after the LB's apply must pass; a green
+// answer that ended more than the grace before the apply is still a
+// violation, and so is blue after the checker saw the ack.
+func TestCheckerLaggingWatchesUseAppliedAt(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	sample := func(start int, inst string) checkSample {
+		p := pool.Blue
+		if strings.Contains(inst, "green") {
+			p = pool.Green
+		}
+		return checkSample{Start: at(start), End: at(start + 10), LB: "lb-a", Instance: inst, Pool: string(p), Version: "v-" + string(p)}
+	}
+	in := checkInput{
+		Gens: map[uint64]checkGen{
+			1: {Gen: 1, Live: pool.Blue, Hidden: []string{"web-green-1", "web-green-2"}, Seen: at(0)},
+			2: {Gen: 2, Live: pool.Green, Hidden: []string{"web-blue-1", "web-blue-2"}, Seen: at(1700)},
+		},
+		Acks: []checkAck{
+			{LB: "lb-a", Gen: 1, Seen: at(10), Applied: at(5)},
+			{LB: "lb-a", Gen: 2, Seen: at(1720), Applied: at(1000)},
+		},
+		Grace: 500 * time.Millisecond,
+		Samples: []checkSample{
+			sample(100, "web-green-1"),  // ends 890 ms before the apply: a violation
+			sample(900, "web-blue-1"),   // the old set, before the apply: passes
+			sample(1010, "web-green-1"), // served under 2 after the apply: passes (the false positive)
+			sample(1500, "web-green-2"), // passes
+			sample(1800, "web-blue-2"),  // after the checker saw the ack of 2: a violation
+		},
+	}
+	r := checkSamples(in)
+	if r.Total != 5 || r.Checked != 5 || len(r.Failures) != 0 || len(r.Violations) != 2 {
+		harness.Fatalf(t, "report %+v; want 5 samples checked and 2 violations", r)
+	}
+	if !strings.Contains(r.Violations[0], "12:00:00.100..12:00:00.110 via lb-a: answered by web-green-1") ||
+		!strings.Contains(r.Violations[1], "12:00:01.800..12:00:01.810 via lb-a: answered by web-blue-2") {
+		harness.Fatalf(t, "violations %q; want web-green-1 at 100 ms and web-blue-2 at 1800 ms", r.Violations)
 	}
 }

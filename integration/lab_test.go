@@ -38,7 +38,7 @@ func TestLabOnce(t *testing.T) {
 	err := cmd.Run()
 	t.Logf("lab --once took %s; its output:\n%s", time.Since(start).Round(time.Second), stdout.String())
 	if err != nil {
-		t.Fatalf("lab --once: %v, want exit 0\nstderr:\n%s", err, stderr.String())
+		harness.Fatalf(t, "lab --once: %v, want exit 0\nstderr:\n%s", err, stderr.String())
 	}
 	out := stdout.String()
 	requireNothingLeft(t, dir)
@@ -49,37 +49,37 @@ func TestLabOnce(t *testing.T) {
 		"web-2 done: web v2 is live on the green pool",
 	} {
 		if !strings.Contains(out, want) {
-			t.Errorf("summary lacks %q", want)
+			harness.Errorf(t, "summary lacks %q", want)
 		}
 	}
 	for _, lb := range []string{"nginx-1", "varnish-1"} {
 		// The traffic table: requests, answered, failed.
 		row := regexp.MustCompile(`(?m)^` + lb + `\s+\S+(?: \([a-z]+ mode\))?\s+(\d+)\s+(\d+)\s+(\d+)\s+`).FindStringSubmatch(out)
 		if row == nil {
-			t.Errorf("no traffic row for %s", lb)
+			harness.Errorf(t, "no traffic row for %s", lb)
 		} else if row[3] != "0" || row[2] == "0" {
-			t.Errorf("%s: %s requests, %s answered, %s failed; want answers and 0 failed", lb, row[1], row[2], row[3])
+			harness.Errorf(t, "%s: %s requests, %s answered, %s failed; want answers and 0 failed", lb, row[1], row[2], row[3])
 		}
 		// The timeline strip ends on v2 (character 2) and never shows a failure.
 		strip := regexp.MustCompile(`(?m)^` + lb + `\s+([.12+X ]+)$`).FindStringSubmatch(out)
 		if strip == nil || !strings.HasSuffix(strip[1], "2") || strings.Contains(strip[1], "X") || !strings.Contains(strip[1], "1") {
-			t.Errorf("%s's timeline strip %q: want v1 (1) then v2 (2), no X", lb, strip)
+			harness.Errorf(t, "%s's timeline strip %q: want v1 (1) then v2 (2), no X", lb, strip)
 		}
 		// The segments end on v2.
 		seg := regexp.MustCompile(`(?m)^` + lb + `\s+(00:00-.*)$`).FindStringSubmatch(out)
 		if seg == nil || !regexp.MustCompile(`\d\d:\d\d-\d\d:\d\d v2$`).MatchString(seg[1]) {
-			t.Errorf("%s's timeline segments %q: want them to end with v2", lb, seg)
+			harness.Errorf(t, "%s's timeline segments %q: want them to end with v2", lb, seg)
 		}
 	}
 	// Phase timings of both cycles, each done.
 	for _, id := range []string{"web-1", "web-2"} {
 		re := regexp.MustCompile(`(?m)^` + id + `\s+v\d\s+cyc-\d\s+\S+ -> \S+\s+done \(exit 0\)(\s+\d+\.\ds){7}\s+\d+\.\ds\s+\d\d:\d\d$`)
 		if !re.MatchString(out) {
-			t.Errorf("no phase-timing row for %s with 7 phase durations, a total and a start", id)
+			harness.Errorf(t, "no phase-timing row for %s with 7 phase durations, a total and a start", id)
 		}
 	}
 	if !strings.Contains(out, "preflight  hide") || !strings.Contains(out, "switch  bake  standby") {
-		t.Errorf("the phase table lacks its phase columns")
+		harness.Errorf(t, "the phase table lacks its phase columns")
 	}
 }
 
@@ -128,7 +128,7 @@ func TestLabInterrupt(t *testing.T) {
 	cmd := harness.Command(ctx, bin, "--dir", dir)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -146,25 +146,25 @@ func TestLabInterrupt(t *testing.T) {
 	})
 	select {
 	case err := <-exited:
-		t.Fatalf("the lab exited before Ctrl-C: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		harness.Fatalf(t, "the lab exited before Ctrl-C: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	default:
 	}
 	if err != nil {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		<-exited
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	out := stdout.String()
 	for _, want := range []string{"export CYCLER_ADDR=127.0.0.1:", " CYCLER_TOKEN=", "cyclerctl hosts", "cyclerctl rollback web", "cyclerctl breaker web"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("the commands to try lack %q:\n%s", want, out)
+			harness.Errorf(t, "the commands to try lack %q:\n%s", want, out)
 		}
 	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if err := <-exited; err != nil {
-		t.Errorf("lab after Ctrl-C: %v, want exit 0\nstderr:\n%s", err, stderr.String())
+		harness.Errorf(t, "lab after Ctrl-C: %v, want exit 0\nstderr:\n%s", err, stderr.String())
 	}
 	requireNothingLeft(t, dir)
 }

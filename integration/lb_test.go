@@ -74,7 +74,7 @@ func (e *lbEnv) publish(gen uint64, live pool.Pool) {
 	e.putState(gen, live, hidden)
 	for _, id := range liveIDs {
 		if err := e.cc.Agent().DisableServiceMaintenance(id); err != nil {
-			e.t.Fatalf("unhide %s: %v", id, err)
+			harness.Fatalf(e.t, "unhide %s: %v", id, err)
 		}
 	}
 	for _, id := range hidden {
@@ -89,17 +89,17 @@ func (e *lbEnv) putState(gen uint64, live pool.Pool, hidden []string) {
 		pool.Blue: {Version: "v1"}, pool.Green: {Version: "v2"},
 	}})
 	if err != nil {
-		e.t.Fatal(err)
+		harness.Fatal(e.t, err)
 	}
 	if _, err := e.cc.KV().Put(&consulapi.KVPair{Key: pool.StateKey("web"), Value: doc}, nil); err != nil {
-		e.t.Fatalf("publish generation %d: %v", gen, err)
+		harness.Fatalf(e.t, "publish generation %d: %v", gen, err)
 	}
 }
 
 func (e *lbEnv) maintenance(id, reason string) {
 	e.t.Helper()
 	if err := e.cc.Agent().EnableServiceMaintenance(id, reason); err != nil {
-		e.t.Fatalf("maintenance on %s: %v", id, err)
+		harness.Fatalf(e.t, "maintenance on %s: %v", id, err)
 	}
 }
 
@@ -205,7 +205,7 @@ func startVarnishLB(t *testing.T, e *lbEnv, id string) *lbNode {
 	// cached and every request would seem to come from one instance.
 	site := filepath.Join(t.TempDir(), "site.vcl")
 	if err := os.WriteFile(site, []byte("sub vcl_recv {\n    return (pass);\n}\n"), 0o644); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	cfg := lbConfig(id, apiAddr, e.consul.HTTPAddr,
@@ -228,17 +228,17 @@ func (n *lbNode) status(t *testing.T) lb.Report {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, n.URL()+"/v1/lb/status", nil)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+lbToken)
 	resp, err := freshHTTP.Do(req)
 	if err != nil {
-		t.Fatalf("GET /v1/lb/status: %v", err)
+		harness.Fatalf(t, "GET /v1/lb/status: %v", err)
 	}
 	defer resp.Body.Close()
 	var rep lb.Report
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&rep) != nil || len(rep.Services) != 1 {
-		t.Fatalf("GET /v1/lb/status: status %d, report %+v", resp.StatusCode, rep)
+		harness.Fatalf(t, "GET /v1/lb/status: status %d, report %+v", resp.StatusCode, rep)
 	}
 	return rep
 }
@@ -291,11 +291,11 @@ func requireOnly(t *testing.T, url string, n int, want ...string) {
 	t.Helper()
 	seen, err := sample(url, n, want)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	for _, id := range want {
 		if seen[id] == 0 {
-			t.Fatalf("%s never answered in %d requests (seen %v)", id, n, seen)
+			harness.Fatalf(t, "%s never answered in %d requests (seen %v)", id, n, seen)
 		}
 	}
 }
@@ -304,7 +304,7 @@ func randomHex(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	return hex.EncodeToString(b)
 }
@@ -323,7 +323,7 @@ func switchAndCheck(t *testing.T, e *lbEnv, n *lbNode) {
 	e.publish(1, pool.Green)
 	a := e.waitAck(n.ID, 1, lbGreen...)
 	if a.Driver == "" || a.AppliedAt.IsZero() || a.CheckedAt.IsZero() || a.LastError != "" {
-		t.Fatalf("ack of generation 1: %+v", a)
+		harness.Fatalf(t, "ack of generation 1: %+v", a)
 	}
 	requireOnly(t, n.Public, 50, lbGreen...)
 
@@ -336,7 +336,7 @@ func switchAndCheck(t *testing.T, e *lbEnv, n *lbNode) {
 	e.waitAck(n.ID, 2, "web-blue-1")
 	requireOnly(t, n.Public, 50, "web-blue-1")
 	if st := n.status(t).Services[0]; !st.InSync || st.Generation != 2 || len(st.Backends) != 1 {
-		t.Fatalf("status after the maintenance: %+v", st)
+		harness.Fatalf(t, "status after the maintenance: %+v", st)
 	}
 }
 
@@ -351,14 +351,14 @@ func TestLBSwitchNginx(t *testing.T) {
 	// nginx restarts: its lua_shared_dict is empty (502s) until the drift
 	// check applies the set again.
 	if err := n.Nginx.Restart(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	waitFor(t, "the set restored after the nginx restart", func() error {
 		_, err := sample(n.Public, 10, []string{"web-blue-1"})
 		return err
 	})
 	if a, err := e.ack(n.ID); err != nil || a.Generation != 2 {
-		t.Fatalf("ack after the restart: %+v, %v; want generation 2", a, err)
+		harness.Fatalf(t, "ack after the restart: %+v, %v; want generation 2", a, err)
 	}
 
 	// cyclerctl lb status against a real server reads the acks from Consul.
@@ -384,22 +384,22 @@ raft {
 	ctl := harness.BuildBinary(t, "./cmd/cyclerctl")
 	out, err := runCtl(ctl, "--addr", apiAddr, "--token", lbToken, "lb", "status")
 	if err != nil {
-		t.Fatalf("cyclerctl lb status: %v\n%s", err, out)
+		harness.Fatalf(t, "cyclerctl lb status: %v\n%s", err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "LB") || !strings.Contains(lines[0], "STALENESS") {
-		t.Fatalf("cyclerctl lb status printed:\n%s\nwant a header and one row", out)
+		harness.Fatalf(t, "cyclerctl lb status printed:\n%s\nwant a header and one row", out)
 	}
 	if f := strings.Fields(lines[1]); len(f) < 7 || f[0] != "lb-ngx" || f[1] != "web" || f[2] != "nginx" || f[3] != "2" || f[4] != "1" {
-		t.Fatalf("cyclerctl lb status row %q; want lb-ngx web nginx 2 1 ...", lines[1])
+		harness.Fatalf(t, "cyclerctl lb status row %q; want lb-ngx web nginx 2 1 ...", lines[1])
 	}
 	out, err = runCtl(ctl, "--addr", apiAddr, "--token", lbToken, "--json", "lb", "status")
 	var rows []controller.LBAck
 	if err != nil || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 {
-		t.Fatalf("cyclerctl --json lb status: %v\n%s", err, out)
+		harness.Fatalf(t, "cyclerctl --json lb status: %v\n%s", err, out)
 	}
 	if r := rows[0]; r.LBID != "lb-ngx" || r.Generation != 2 || len(r.Backends) != 1 || r.StalenessSeconds == nil {
-		t.Fatalf("cyclerctl --json lb status row %+v", r)
+		harness.Fatalf(t, "cyclerctl --json lb status row %+v", r)
 	}
 }
 
@@ -419,7 +419,7 @@ func TestLBVarnishCacheAfterSwitch(t *testing.T) {
 	e := startLBEnv(t)
 	caching := filepath.Join(t.TempDir(), "cache.vcl")
 	if err := os.WriteFile(caching, []byte("sub vcl_backend_response {\n    set beresp.ttl = 1h;\n    return (deliver);\n}\n"), 0o644); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	start := func(id, extra string) *lbNode {
 		v := harness.StartVarnish(t, harness.VarnishOptions{})
@@ -441,12 +441,12 @@ func TestLBVarnishCacheAfterSwitch(t *testing.T) {
 		t.Helper()
 		resp, err := freshHTTP.Get(n.Public + "/")
 		if err != nil {
-			t.Fatalf("GET through %s: %v", n.ID, err)
+			harness.Fatalf(t, "GET through %s: %v", n.ID, err)
 		}
 		defer resp.Body.Close()
 		_, _ = io.Copy(io.Discard, resp.Body)
 		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET through %s: status %d", n.ID, resp.StatusCode)
+			harness.Fatalf(t, "GET through %s: status %d", n.ID, resp.StatusCode)
 		}
 		return resp.Header.Get("X-App-Instance"), len(strings.Fields(resp.Header.Get("X-Varnish"))) == 2
 	}
@@ -459,7 +459,7 @@ func TestLBVarnishCacheAfterSwitch(t *testing.T) {
 		first, _ := get(n)
 		again, hit := get(n)
 		if !hit || again != first || !slices.Contains(lbGreen, first) {
-			t.Fatalf("%s before the switch: %q then %q (hit %v); want a green answer, then the same one from the cache", n.ID, first, again, hit)
+			harness.Fatalf(t, "%s before the switch: %q then %q (hit %v); want a green answer, then the same one from the cache", n.ID, first, again, hit)
 		}
 		cached[n.ID] = first
 	}
@@ -469,10 +469,10 @@ func TestLBVarnishCacheAfterSwitch(t *testing.T) {
 		e.waitAck(n.ID, 2, lbBlue...)
 	}
 	if got, hit := get(banning); hit || !slices.Contains(lbBlue, got) {
-		t.Fatalf("first answer after the ack of blue: %q (hit %v); want blue, fetched from the backend, not green from the cache", got, hit)
+		harness.Fatalf(t, "first answer after the ack of blue: %q (hit %v); want blue, fetched from the backend, not green from the cache", got, hit)
 	}
 	if got, hit := get(keeping); !hit || got != cached[keeping.ID] {
-		t.Fatalf("with ban_on_switch = false: %q (hit %v); want the cached %q", got, hit, cached[keeping.ID])
+		harness.Fatalf(t, "with ban_on_switch = false: %q (hit %v); want the cached %q", got, hit, cached[keeping.ID])
 	}
 }
 
@@ -505,7 +505,7 @@ func TestLBRefusesEmptySet(t *testing.T) {
 	st := n.status(t).Services[0]
 	if !strings.Contains(st.Refused, "fewer than min_live 1") || !strings.Contains(st.Refused, "2 in maintenance") ||
 		st.Generation != 1 || st.InSync || !strings.HasPrefix(st.LastError, "refused: ") {
-		t.Fatalf("status during the refusal: %+v", st)
+		harness.Fatalf(t, "status during the refusal: %+v", st)
 	}
 	// The green instances still run, and nginx still routes to them.
 	requireOnly(t, n.Public, 20, lbGreen...)
@@ -516,7 +516,7 @@ func TestLBRefusesEmptySet(t *testing.T) {
 	// blue out.
 	for _, id := range lbBlue {
 		if err := e.cc.Agent().DisableServiceMaintenance(id); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 	}
 	harness.WaitPassing(t, e.cc, "web", lbBlue...)
@@ -528,16 +528,16 @@ func TestLBRefusesEmptySet(t *testing.T) {
 		return nil
 	})
 	if a, err := e.ack(n.ID); err != nil || a.Generation != 1 {
-		t.Fatalf("ack during the refusal: %+v, %v; want generation 1", a, err)
+		harness.Fatalf(t, "ack during the refusal: %+v, %v; want generation 1", a, err)
 	}
 	requireOnly(t, n.Public, 20, lbGreen...)
 
 	// One green instance returns: generation 2 is applied with it alone.
 	if err := e.cc.Agent().DisableServiceMaintenance("web-green-1"); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if a := e.waitAck(n.ID, 2, "web-green-1"); a.Refused != "" || a.LastError != "" {
-		t.Fatalf("ack after the recovery: %+v", a)
+		harness.Fatalf(t, "ack after the recovery: %+v", a)
 	}
 	requireOnly(t, n.Public, 20, "web-green-1")
 }
@@ -555,7 +555,7 @@ func TestLBNginxDynamicNoReload(t *testing.T) {
 	t.Cleanup(keep.CloseIdleConnections)
 	first := keepaliveGet(t, keep, n.Public)
 	if first.reused || !slices.Contains(lbGreen, first.instance) {
-		t.Fatalf("first request: %+v; want a new connection answered by green", first)
+		harness.Fatalf(t, "first request: %+v; want a new connection answered by green", first)
 	}
 	before := nginxPIDs(t, n.Nginx)
 
@@ -563,10 +563,10 @@ func TestLBNginxDynamicNoReload(t *testing.T) {
 	e.waitAck(n.ID, 2, lbBlue...)
 	after := keepaliveGet(t, keep, n.Public)
 	if !after.reused || !slices.Contains(lbBlue, after.instance) {
-		t.Fatalf("request after the switch: %+v; want the same connection, answered by blue", after)
+		harness.Fatalf(t, "request after the switch: %+v; want the same connection, answered by blue", after)
 	}
 	if now := nginxPIDs(t, n.Nginx); !slices.Equal(before, now) {
-		t.Fatalf("nginx pids %v before the switch, %v after; a dynamic switch must not reload", before, now)
+		harness.Fatalf(t, "nginx pids %v before the switch, %v after; a dynamic switch must not reload", before, now)
 	}
 }
 
@@ -582,7 +582,7 @@ func TestLBNginxReloadMode(t *testing.T) {
 		e.publish(uint64(gen+1), live)
 		a := e.waitAck(n.ID, uint64(gen+1), ids...)
 		if a.Driver != "nginx" {
-			t.Fatalf("ack %+v", a)
+			harness.Fatalf(t, "ack %+v", a)
 		}
 		// After a reload, old workers may finish requests already
 		// accepted; new connections go to the new workers.
@@ -608,7 +608,7 @@ func keepaliveGet(t *testing.T, c *http.Client, url string) keepaliveAnswer {
 	})
 	id, err := lbGet(ctx, c, url)
 	if err != nil {
-		t.Fatalf("keepalive request: %v", err)
+		harness.Fatalf(t, "keepalive request: %v", err)
 	}
 	a.instance = id
 	return a
@@ -619,7 +619,7 @@ func nginxPIDs(t *testing.T, p *harness.Process) []int {
 	t.Helper()
 	kids, err := harness.ChildPIDs(p.Pid())
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	slices.Sort(kids)
 	return append([]int{p.Pid()}, kids...)

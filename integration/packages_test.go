@@ -24,6 +24,7 @@ import (
 
 	"github.com/cyclerhq/cycler/api"
 	"github.com/cyclerhq/cycler/controller"
+	"github.com/cyclerhq/cycler/integration/harness"
 	"github.com/cyclerhq/cycler/pkgfile"
 	"github.com/cyclerhq/cycler/pkgfile/pkgtest"
 	"github.com/cyclerhq/cycler/pkgstore"
@@ -57,7 +58,7 @@ func (n *clusterNode) blobFiles(t *testing.T) []string {
 	t.Helper()
 	ents, err := os.ReadDir(n.blobDir())
 	if err != nil {
-		t.Fatalf("%s: %v", n.ID, err)
+		harness.Fatalf(t, "%s: %v", n.ID, err)
 	}
 	var out []string
 	for _, e := range ents {
@@ -83,7 +84,7 @@ func (c *cluster) listPackages(ctx context.Context, n *clusterNode) []controller
 	out := c.mustCtl(ctx, n.APIAddr, "package", "list", "--json")
 	var list []controller.Package
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
-		c.t.Fatalf("package list --json on %s: %v\n%s", n.ID, err, out)
+		harness.Fatalf(c.t, "package list --json on %s: %v\n%s", n.ID, err, out)
 	}
 	return list
 }
@@ -187,7 +188,7 @@ func TestPackages(t *testing.T) {
 	file := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
+			harness.Fatal(t, err)
 		}
 		return p
 	}
@@ -197,13 +198,13 @@ func TestPackages(t *testing.T) {
 	v1, v2 := testPackage(t, "1.0.0"), testPackage(t, "2.0.0")
 	d1, d2 := sha(v1), sha(v2)
 	if out := c.mustCtl(ctx, follower.APIAddr, "package", "push", file("v1.tar.gz", v1)); !strings.Contains(out, "pushed web 1.0.0 "+d1) {
-		t.Fatalf("push through %s: %q", follower.ID, out)
+		harness.Fatalf(t, "push through %s: %q", follower.ID, out)
 	}
 	if out := c.mustCtl(ctx, leader.APIAddr, "package", "push", file("v2.tar.gz", v2)); !strings.Contains(out, "pushed web 2.0.0 "+d2) {
-		t.Fatalf("push through %s: %q", leader.ID, out)
+		harness.Fatalf(t, "push through %s: %q", leader.ID, out)
 	}
 	if out := c.mustCtl(ctx, follower.APIAddr, "package", "push", file("v1.tar.gz", v1)); !strings.Contains(out, "already present: web 1.0.0 "+d1) {
-		t.Errorf("second push of the same bytes: %q", out)
+		harness.Errorf(t, "second push of the same bytes: %q", out)
 	}
 
 	// Every server lists both and holds both blobs: the followers fetched
@@ -212,7 +213,7 @@ func TestPackages(t *testing.T) {
 	for _, n := range c.nodes {
 		for _, p := range c.listPackages(ctx, n) {
 			if p.Name != "web" || p.Uploader != "ops" || p.UploadedAt.IsZero() || !p.Stored {
-				t.Errorf("%s lists %+v", n.ID, p)
+				harness.Errorf(t, "%s lists %+v", n.ID, p)
 			}
 		}
 		if err := download(ctx, n, d1, v1); err != nil {
@@ -223,12 +224,12 @@ func TestPackages(t *testing.T) {
 		}
 		table := c.mustCtl(ctx, n.APIAddr, "package", "list")
 		if !strings.Contains(table, pkgstore.ShortDigest(d1)) || !strings.Contains(table, "UPLOADER") {
-			t.Errorf("%s: package list:\n%s", n.ID, table)
+			harness.Errorf(t, "%s: package list:\n%s", n.ID, table)
 		}
 	}
 	// The blob route is for agents: an operator token may not use it.
 	if _, err := follower.API.DoRaw(ctx, http.MethodGet, "/v1/packages/"+d1+"/blob", nil, ""); !errors.Is(err, api.ErrForbidden) {
-		t.Errorf("blob route with an operator token: err = %v, want forbidden", err)
+		harness.Errorf(t, "blob route with an operator token: err = %v, want forbidden", err)
 	}
 
 	// Hostile packages are refused, through either server, with an error
@@ -243,7 +244,7 @@ func TestPackages(t *testing.T) {
 				var ae *api.Error
 				if !errors.As(err, &ae) || ae.Code != api.CodeBadRequest || !strings.Contains(ae.Message, "nothing was stored") ||
 					(hc.Entry != "" && !strings.Contains(ae.Message, fmt.Sprintf("%q", hc.Entry))) {
-					t.Errorf("%s through %s: err = %v; want bad_request naming entry %q", hc.Name, n.ID, err, hc.Entry)
+					harness.Errorf(t, "%s through %s: err = %v; want bad_request naming entry %q", hc.Name, n.ID, err, hc.Entry)
 				}
 			}
 		}
@@ -251,7 +252,7 @@ func TestPackages(t *testing.T) {
 		evil := file("evil.tar.gz", pkgtest.Hostile(t)["symlink-escape"])
 		_, errOut, err := c.ctl(ctx, follower.APIAddr, "package", "push", evil)
 		if err == nil || !strings.Contains(errOut, `package entry "sub/escape"`) {
-			t.Errorf("cyclerctl push of a hostile package: err %v, stderr %q", err, errOut)
+			harness.Errorf(t, "cyclerctl push of a hostile package: err %v, stderr %q", err, errOut)
 		}
 		c.waitPackages(ctx, d1, d2)
 	}
@@ -264,7 +265,7 @@ func TestPackages(t *testing.T) {
 			status, body, err := truncatedUpload(ctx, n.APIAddr, v3, 1000)
 			want := fmt.Sprintf("truncated upload: got %d of %d bytes", len(v3), len(v3)+1000)
 			if err != nil || status != http.StatusBadRequest || !strings.Contains(body, want) {
-				t.Errorf("through %s: status %d, body %q, err %v; want 400 with %q", n.ID, status, body, err, want)
+				harness.Errorf(t, "through %s: status %d, body %q, err %v; want 400 with %q", n.ID, status, body, err, want)
 			}
 		}
 		c.waitPackages(ctx, d1, d2)
@@ -289,18 +290,18 @@ func TestPackages(t *testing.T) {
 			case strings.HasPrefix(line, "removed nothing"):
 			case strings.HasPrefix(line, "removed "):
 				if !slices.ContainsFunc(all[:3], func(d string) bool { return strings.Contains(line, pkgstore.ShortDigest(d)) }) {
-					t.Errorf("gc removed a package that is not among the oldest three: %q", line)
+					harness.Errorf(t, "gc removed a package that is not among the oldest three: %q", line)
 				}
 			case strings.HasPrefix(line, "kept "):
 				if !strings.Contains(line, "one of the newest 5 of web") {
-					t.Errorf("gc kept line %q lacks its reason", line)
+					harness.Errorf(t, "gc kept line %q lacks its reason", line)
 				}
 			default:
-				t.Errorf("unexpected gc output line %q", line)
+				harness.Errorf(t, "unexpected gc output line %q", line)
 			}
 		}
 		if n := strings.Count(out, "kept "); n != 5 {
-			t.Errorf("gc kept %d packages, want 5:\n%s", n, out)
+			harness.Errorf(t, "gc kept %d packages, want 5:\n%s", n, out)
 		}
 		c.waitPackages(ctx, all[3:]...)
 	}

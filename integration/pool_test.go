@@ -72,7 +72,7 @@ func TestPoolWatchRealConsul(t *testing.T) {
 	// Hiding is Consul service maintenance mode with cycler's reason.
 	reason := pool.HiddenReason(7)
 	if err := cc.Agent().EnableServiceMaintenance("web-green-1", reason); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	waitFor(t, "web-green-1 in maintenance with cycler's reason", func() error {
 		v, _ := inst.get()
@@ -87,7 +87,7 @@ func TestPoolWatchRealConsul(t *testing.T) {
 		return fmt.Errorf("web-green-1 missing")
 	})
 	if err := cc.Agent().DisableServiceMaintenance("web-green-1"); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	waitFor(t, "web-green-1 serving again", func() error {
 		v, _ := inst.get()
@@ -101,7 +101,7 @@ func TestPoolWatchRealConsul(t *testing.T) {
 
 	// An app that dies fails its health check and stops serving.
 	if err := apps["web-green-2"].Kill(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	waitFor(t, "web-green-2 failing its check", func() error {
 		v, _ := inst.get()
@@ -122,7 +122,7 @@ func TestPoolWatchRealConsul(t *testing.T) {
 	})
 	doc, _ := json.Marshal(pool.State{Generation: 2, Live: pool.Green, Hidden: []string{"web-blue-1"}})
 	if _, err := cc.KV().Put(&consulapi.KVPair{Key: pool.StateKey("web"), Value: doc}, nil); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	waitFor(t, "the state watch sees generation 2", func() error {
 		v, _ := state.get()
@@ -132,7 +132,7 @@ func TestPoolWatchRealConsul(t *testing.T) {
 		return nil
 	})
 	if _, err := cc.KV().Put(&consulapi.KVPair{Key: pool.StateKey("web"), Value: []byte("{not json")}, nil); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	waitFor(t, "the state watch reports the broken document", func() error {
 		if v, _ := state.get(); v.Err == nil {
@@ -147,6 +147,6 @@ func waitFor(t *testing.T, what string, fn func() error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := harness.WaitFor(ctx, what, fn); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 }

@@ -57,7 +57,7 @@ func (l *fleetLab) auditOf(ctx context.Context, addr, action string) []raftstore
 	out := l.c.mustCtl(ctx, addr, "--json", "audit", "--limit", "1000")
 	var es []raftstore.AuditEntry
 	if err := json.Unmarshal([]byte(out), &es); err != nil {
-		l.t.Fatalf("audit: %v\n%s", err, out)
+		harness.Fatalf(l.t, "audit: %v\n%s", err, out)
 	}
 	var got []raftstore.AuditEntry
 	for _, e := range es {
@@ -77,7 +77,7 @@ func waitUntil(ctx context.Context, t *testing.T, at time.Time) {
 	select {
 	case <-timer.C:
 	case <-ctx.Done():
-		t.Fatal(ctx.Err())
+		harness.Fatal(t, ctx.Err())
 	}
 }
 
@@ -90,7 +90,7 @@ func nextFire(t *testing.T, s orchestrator.ServiceSchedules, margin time.Duratio
 			return n.At
 		}
 	}
-	t.Fatalf("no fire time %s ahead in %+v", margin, s.Schedules[0].Next)
+	harness.Fatalf(t, "no fire time %s ahead in %+v", margin, s.Schedules[0].Next)
 	return time.Time{}
 }
 
@@ -117,25 +117,25 @@ func TestScheduleFiresOnceAcrossFailover(t *testing.T) {
 	// Stage just after a fire, so the next fire is the first to see it.
 	s, err := l.schedules(ctx, addr)
 	if err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	waitUntil(ctx, t, nextFire(t, s, 0).Add(500*time.Millisecond))
 	out := l.c.mustCtl(ctx, addr, "deploy", v1, "--service", "web", "--at-window")
 	if !strings.Contains(out, "staged "+v1+" for the next deploy window of web") || !strings.Contains(out, "schedule soon fires next at") {
-		t.Fatalf("staging said:\n%s", out)
+		harness.Fatalf(t, "staging said:\n%s", out)
 	}
 	if s, err = l.schedules(ctx, addr); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	fire := nextFire(t, s, 5*time.Second)
 	if s.Staged == nil || s.Staged.Digest != v1 {
-		t.Fatalf("staged %+v, want %s", s.Staged, v1)
+		harness.Fatalf(t, "staged %+v, want %s", s.Staged, v1)
 	}
 
 	leader := l.c.waitLeader(ctx, l.c.nodes...)
 	waitUntil(ctx, t, fire.Add(-1500*time.Millisecond))
 	if err := leader.Kill(); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	t.Logf("killed leader %s %s before the fire at %s", leader.ID, time.Until(fire).Round(time.Millisecond), fire.Format(time.RFC3339))
 	survivors := l.c.others(leader)
@@ -156,10 +156,10 @@ func TestScheduleFiresOnceAcrossFailover(t *testing.T) {
 		run = r
 		return nil
 	}); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if run.RunID != runID || run.Outcome != raftstore.RunStarted || run.Digest != v1 {
-		t.Fatalf("run %+v, want %s started with %s", run, runID, v1)
+		harness.Fatalf(t, "run %+v, want %s started with %s", run, runID, v1)
 	}
 	var done cycle.Cycle
 	if err := harness.WaitFor(ctx, "the scheduled cycle to finish", func() error {
@@ -176,13 +176,13 @@ func TestScheduleFiresOnceAcrossFailover(t *testing.T) {
 		done = cs[0]
 		return nil
 	}); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if done.ID != run.CycleID || done.Trigger != "schedule:soon" || done.By != "scheduler" || done.RequestID != runID || done.Forced {
-		t.Errorf("cycle %s: trigger %q by %q, request id %q, forced %v; want run %s's, schedule:soon by scheduler", done.ID, done.Trigger, done.By, done.RequestID, done.Forced, runID)
+		harness.Errorf(t, "cycle %s: trigger %q by %q, request id %q, forced %v; want run %s's, schedule:soon by scheduler", done.ID, done.Trigger, done.By, done.RequestID, done.Forced, runID)
 	}
 	if done.Phase != cycle.Done {
-		t.Errorf("cycle %s ended %s: %s", done.ID, done.Phase, done.Message)
+		harness.Errorf(t, "cycle %s ended %s: %s", done.ID, done.Phase, done.Message)
 	}
 	// The next fires find nothing staged, and still no second cycle.
 	if err := harness.WaitFor(ctx, "a later fire skipped for nothing staged", func() error {
@@ -198,14 +198,14 @@ func TestScheduleFiresOnceAcrossFailover(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if cs, err := l.history(ctx, survivors[0].APIAddr); err != nil || len(cs) != 1 {
-		t.Fatalf("history: %d cycles (%v), want 1", len(cs), err)
+		harness.Fatalf(t, "history: %d cycles (%v), want 1", len(cs), err)
 	}
 	starts := l.auditOf(ctx, survivors[0].APIAddr, "cycle.start")
 	if len(starts) != 1 || starts[0].Target != done.ID || !strings.Contains(starts[0].Detail, "trigger schedule:soon") {
-		t.Errorf("scheduler's cycle.start audit entries: %+v", starts)
+		harness.Errorf(t, "scheduler's cycle.start audit entries: %+v", starts)
 	}
 }
 
@@ -223,7 +223,7 @@ func TestFreezeBlocksSchedule(t *testing.T) {
 	for _, args := range [][]string{{v1, "--service", "web"}, {v1, "--service", "web", "--force"}} {
 		code, _, out := l.deploy(ctx, addr, args...)
 		if code != cycle.ExitRefused || !strings.Contains(out, "frozen") {
-			t.Fatalf("deploy %v while frozen: exit %d, want 2 naming the freeze\n%s", args, code, out)
+			harness.Fatalf(t, "deploy %v while frozen: exit %d, want 2 naming the freeze\n%s", args, code, out)
 		}
 	}
 	l.c.mustCtl(ctx, addr, "deploy", v1, "--service", "web", "--at-window")
@@ -243,13 +243,13 @@ func TestFreezeBlocksSchedule(t *testing.T) {
 		}
 		return fmt.Errorf("runs %+v", s.Schedules[0].LastRuns)
 	}); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if !strings.Contains(skipped.Reason, "release freeze") {
-		t.Errorf("skip reason %q does not name the freeze", skipped.Reason)
+		harness.Errorf(t, "skip reason %q does not name the freeze", skipped.Reason)
 	}
 	if cs, err := l.history(ctx, addr); err != nil || len(cs) != 0 {
-		t.Fatalf("history while frozen: %+v (%v), want no cycle", cs, err)
+		harness.Fatalf(t, "history while frozen: %+v (%v), want no cycle", cs, err)
 	}
 	found := false
 	for _, e := range l.auditOf(ctx, addr, "schedule.skip") {
@@ -272,10 +272,10 @@ func TestFreezeBlocksSchedule(t *testing.T) {
 		}
 		return fmt.Errorf("newest run %+v", s.Schedules[0].LastRuns[0])
 	}); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	if !run.FireTime.After(skipped.FireTime) {
-		t.Errorf("the started run fired at %s, not after the skipped one at %s", run.FireTime, skipped.FireTime)
+		harness.Errorf(t, "the started run fired at %s, not after the skipped one at %s", run.FireTime, skipped.FireTime)
 	}
 	if err := harness.WaitFor(ctx, "the scheduled cycle to finish", func() error {
 		cs, err := l.history(ctx, addr)
@@ -290,7 +290,7 @@ func TestFreezeBlocksSchedule(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
-		t.Fatal(err)
+		harness.Fatal(t, err)
 	}
 	l.requireServing(ctx, "1.0.0")
 }

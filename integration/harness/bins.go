@@ -14,7 +14,7 @@ func systemBinary(t T, env, name string) string {
 	t.Helper()
 	if p := os.Getenv(env); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("harness: $%s=%q: %v; point it at the %s binary or unset it", env, p, err, name)
+			fatalf(t, "harness: $%s=%q: %v; point it at the %s binary or unset it", env, p, err, name)
 		}
 		return p
 	}
@@ -27,7 +27,7 @@ func systemBinary(t T, env, name string) string {
 			return p
 		}
 	}
-	t.Fatalf("harness: %s is not installed (not on PATH, not in /usr/sbin or /usr/bin); "+
+	fatalf(t, "harness: %s is not installed (not on PATH, not in /usr/sbin or /usr/bin); "+
 		"run `make deps` (scripts/install-deps.sh) or set $%s", name, env)
 	return ""
 }

@@ -44,7 +44,7 @@ func ModuleRoot(t T) string {
 	t.Helper()
 	moduleRoot.once.Do(func() { moduleRoot.dir, moduleRoot.err = findModuleRoot() })
 	if moduleRoot.err != nil {
-		t.Fatalf("harness: %v", moduleRoot.err)
+		fatalf(t, "harness: %v", moduleRoot.err)
 	}
 	return moduleRoot.dir
 }
@@ -114,7 +114,7 @@ func BuildBinary(t T, pkg string) string {
 		dir, err := os.MkdirTemp("", binDirPrefix+strconv.Itoa(os.Getpid())+"-")
 		if err != nil {
 			builds.mu.Unlock()
-			t.Fatalf("harness: make binary dir: %v", err)
+			fatalf(t, "harness: make binary dir: %v", err)
 		}
 		builds.dir = dir
 	}
@@ -128,7 +128,7 @@ func BuildBinary(t T, pkg string) string {
 
 	b.once.Do(func() { b.path, b.err = goBuild(root, dir, pkg) })
 	if b.err != nil {
-		t.Fatalf("harness: %v", b.err)
+		fatalf(t, "harness: %v", b.err)
 	}
 	return b.path
 }

@@ -53,7 +53,7 @@ func ConsulBinary(t T) string {
 		path = filepath.Join(ModuleRoot(t), ".bin", "consul")
 	}
 	if st, err := os.Stat(path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		t.Fatalf("harness: no Consul binary at %s (from $CYCLER_CONSUL_BIN or <repo>/.bin/consul); "+
+		fatalf(t, "harness: no Consul binary at %s (from $CYCLER_CONSUL_BIN or <repo>/.bin/consul); "+
 			"run `make deps` to build it, or point CYCLER_CONSUL_BIN at a consul binary", path)
 	}
 	return path
@@ -73,7 +73,7 @@ func StartConsulWith(t T, opts ConsulOptions) *Consul {
 	dir := filepath.Join(t.TempDir(), "consul")
 	dataDir := filepath.Join(dir, "data")
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		t.Fatalf("harness: consul: make data dir: %v", err)
+		fatalf(t, "harness: consul: make data dir: %v", err)
 	}
 	http, dns, server, serf := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
 	node := opts.NodeName
@@ -90,7 +90,7 @@ func StartConsulWith(t T, opts ConsulOptions) *Consul {
 	}
 	client, err := consulapi.NewClient(&consulapi.Config{Address: c.HTTPAddr, Scheme: "http"})
 	if err != nil {
-		t.Fatalf("harness: consul: api client for %s: %v", c.HTTPAddr, err)
+		fatalf(t, "harness: consul: api client for %s: %v", c.HTTPAddr, err)
 	}
 	c.client = client
 

@@ -58,7 +58,7 @@ func (c *Cyclerd) URL() string { return c.url }
 func StartCyclerd(t T, opts CyclerdOptions) *Cyclerd {
 	t.Helper()
 	if opts.Role == "" || opts.APIAddr == "" {
-		t.Fatalf("harness: cyclerd needs Role and APIAddr; got role %q, api addr %q", opts.Role, opts.APIAddr)
+		fatalf(t, "harness: cyclerd needs Role and APIAddr; got role %q, api addr %q", opts.Role, opts.APIAddr)
 	}
 	bin := BuildBinary(t, "./cmd/cyclerd")
 	if opts.Name == "" {
@@ -68,7 +68,7 @@ func StartCyclerd(t T, opts CyclerdOptions) *Cyclerd {
 		opts.Dir = filepath.Join(t.TempDir(), opts.Name)
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		t.Fatalf("harness: %s: make dir: %v", opts.Name, err)
+		fatalf(t, "harness: %s: make dir: %v", opts.Name, err)
 	}
 	scheme := "http"
 	if opts.TLS {
@@ -81,7 +81,7 @@ func StartCyclerd(t T, opts CyclerdOptions) *Cyclerd {
 	}
 	// The config may hold tokens, so only the owner reads it.
 	if err := os.WriteFile(c.ConfigPath, []byte(opts.Config), 0o600); err != nil {
-		t.Fatalf("harness: %s: write config: %v", opts.Name, err)
+		fatalf(t, "harness: %s: write config: %v", opts.Name, err)
 	}
 	args := append([]string{opts.Role, "--config", c.ConfigPath}, opts.ExtraArgs...)
 	path := bin

@@ -49,7 +49,7 @@ type DemoApp struct {
 func StartDemoApp(t T, opts DemoAppOptions) *DemoApp {
 	t.Helper()
 	if opts.Version == "" || opts.Instance == "" {
-		t.Fatalf("harness: demo app needs Version and Instance; got %+v", opts)
+		fatalf(t, "harness: demo app needs Version and Instance; got %+v", opts)
 	}
 	bin := BuildBinary(t, "./cmd/cycler-demoapp")
 	if opts.Port == 0 {
@@ -111,10 +111,10 @@ const checkInterval = time.Second
 func RegisterInstance(t T, client *consulapi.Client, in Instance) {
 	t.Helper()
 	if _, err := pool.Parse(string(in.Pool)); err != nil {
-		t.Fatalf("harness: register %s: %v", in.ID, err)
+		fatalf(t, "harness: register %s: %v", in.ID, err)
 	}
 	if in.Service == "" || in.ID == "" || in.Version == "" || in.Addr == "" || in.Port == 0 {
-		t.Fatalf("harness: register instance needs Service, ID, Version, Addr and Port; got %+v", in)
+		fatalf(t, "harness: register instance needs Service, ID, Version, Addr and Port; got %+v", in)
 	}
 	reg := &consulapi.AgentServiceRegistration{
 		ID:      in.ID,
@@ -131,7 +131,7 @@ func RegisterInstance(t T, client *consulapi.Client, in Instance) {
 		},
 	}
 	if err := client.Agent().ServiceRegister(reg); err != nil {
-		t.Fatalf("harness: register %s in Consul: %v", in.ID, err)
+		fatalf(t, "harness: register %s in Consul: %v", in.ID, err)
 	}
 	t.Cleanup(func() {
 		// Consul may already be gone (a chaos test stopped it); that is not a failure.
@@ -166,7 +166,7 @@ func WaitPassing(t T, client *consulapi.Client, service string, ids ...string) [
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("harness: %v", err)
+		fatalf(t, "harness: %v", err)
 	}
 	return entries
 }

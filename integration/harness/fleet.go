@@ -183,7 +183,7 @@ func (f *Fleet) startServers(ctx context.Context, t T, opts FleetOptions, tok fl
 		s := &FleetServer{ID: fmt.Sprintf("cyc-%d", i+1), APIAddr: loopback(StablePort(t)), RaftAddr: loopback(StablePort(t))}
 		c, err := client.New(client.Config{Addr: "http://" + s.APIAddr, Token: tok.operator, Timeout: 15 * time.Second})
 		if err != nil {
-			t.Fatalf("harness: client for %s: %v", s.ID, err)
+			fatalf(t, "harness: client for %s: %v", s.ID, err)
 		}
 		s.API = c
 		dir := filepath.Join(t.TempDir(), s.ID)
@@ -193,12 +193,12 @@ func (f *Fleet) startServers(ctx context.Context, t T, opts FleetOptions, tok fl
 		if i == 0 {
 			// The others discover the cluster through the first, which must lead by then.
 			if err := waitCluster(ctx, f.Servers); err != nil {
-				t.Fatalf("harness: %v", err)
+				fatalf(t, "harness: %v", err)
 			}
 		}
 	}
 	if err := waitCluster(ctx, f.Servers); err != nil {
-		t.Fatalf("harness: %v", err)
+		fatalf(t, "harness: %v", err)
 	}
 }
 
@@ -278,7 +278,7 @@ func (f *Fleet) waitRegistered(ctx context.Context, t T) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("harness: %v", err)
+		fatalf(t, "harness: %v", err)
 	}
 }
 
@@ -362,7 +362,7 @@ func startFleetVarnish(t T, opts FleetOptions, tok fleetTokens, consulAddr, id s
 	dir := t.TempDir()
 	site := filepath.Join(dir, "site.vcl")
 	if err := os.WriteFile(site, []byte("sub vcl_recv {\n    return (pass);\n}\n"), 0o644); err != nil {
-		t.Fatalf("harness: varnish site VCL: %v", err)
+		fatalf(t, "harness: varnish site VCL: %v", err)
 	}
 	apiAddr := loopback(StablePort(t))
 	driver := VarnishDriver{V: v, VCLDir: filepath.Join(dir, "vcl"), Include: site, Service: opts.Service}.Render()
@@ -414,7 +414,7 @@ func StablePort(t T) int {
 			continue // in use
 		}
 		if err := ln.Close(); err != nil {
-			t.Fatalf("harness: release port %d: %v", port, err)
+			fatalf(t, "harness: release port %d: %v", port, err)
 		}
 		return port
 	}
@@ -425,7 +425,7 @@ func StablePort(t T) int {
 func randomSecret(t T) string {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("harness: random secret: %v", err)
+		fatalf(t, "harness: random secret: %v", err)
 	}
 	return hex.EncodeToString(b)
 }

@@ -85,20 +85,20 @@ func StartNginx(t T, opts NginxOptions) *Nginx {
 	}
 	for _, d := range []string{"logs", "tmp", "html"} {
 		if err := os.MkdirAll(filepath.Join(prefix, d), 0o755); err != nil {
-			t.Fatalf("harness: nginx: make prefix: %v", err)
+			fatalf(t, "harness: nginx: make prefix: %v", err)
 		}
 	}
 	conf, err := n.render(opts)
 	if err != nil {
-		t.Fatalf("harness: nginx: %v", err)
+		fatalf(t, "harness: nginx: %v", err)
 	}
 	if err := os.WriteFile(n.ConfPath, []byte(conf), 0o644); err != nil {
-		t.Fatalf("harness: nginx: write config: %v", err)
+		fatalf(t, "harness: nginx: write config: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := n.Test(ctx); err != nil {
-		t.Fatalf("harness: %v\nconfig %s:\n%s", err, n.ConfPath, conf)
+		fatalf(t, "harness: %v\nconfig %s:\n%s", err, n.ConfPath, conf)
 	}
 	n.Process = StartProcess(t, ProcessConfig{
 		Name:      "nginx",

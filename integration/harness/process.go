@@ -72,8 +72,9 @@ type Process struct {
 // tails, because the test has failed.
 func StartProcess(t T, cfg ProcessConfig) *Process {
 	t.Helper()
+	armRecap(t)
 	if cfg.Name == "" || cfg.Path == "" || cfg.Dir == "" {
-		t.Fatalf("harness: process config needs Name, Path and Dir; got %+v", cfg)
+		fatalf(t, "harness: process config needs Name, Path and Dir; got %+v", cfg)
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = defaultReadyTimeout
@@ -83,13 +84,13 @@ func StartProcess(t T, cfg ProcessConfig) *Process {
 	}
 	p := &Process{t: t, cfg: cfg, logPath: filepath.Join(cfg.Dir, fileName(cfg.Name)+".log")}
 	if err := p.start(); err != nil {
-		t.Fatalf("harness: %v", err)
+		fatalf(t, "harness: %v", err)
 	}
 	t.Cleanup(p.cleanup)
 	if err := p.waitReady(); err != nil {
 		_ = p.Stop()
 		// The Cleanup registered above prints the log tails, because the run has failed.
-		t.Fatalf("harness: %v", err)
+		fatalf(t, "harness: %v", err)
 	}
 	return p
 }

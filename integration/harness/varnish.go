@@ -59,7 +59,7 @@ func StartVarnish(t T, opts VarnishOptions) *Varnish {
 	}
 	dir := filepath.Join(t.TempDir(), "varnish")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("harness: varnish: make dir: %v", err)
+		fatalf(t, "harness: varnish: make dir: %v", err)
 	}
 	v := &Varnish{
 		Addr:       loopback(opts.Port),
@@ -71,20 +71,20 @@ func StartVarnish(t T, opts VarnishOptions) *Varnish {
 	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
-		t.Fatalf("harness: varnish: make secret: %v", err)
+		fatalf(t, "harness: varnish: make secret: %v", err)
 	}
 	if err := os.WriteFile(v.SecretFile, []byte(hex.EncodeToString(secret)+"\n"), 0o600); err != nil {
-		t.Fatalf("harness: varnish: write secret: %v", err)
+		fatalf(t, "harness: varnish: write secret: %v", err)
 	}
 	vcl := opts.VCL
 	if vcl == "" {
 		var err error
 		if vcl, err = RenderVCL(opts.Backends); err != nil {
-			t.Fatalf("harness: varnish: %v", err)
+			fatalf(t, "harness: varnish: %v", err)
 		}
 	}
 	if err := os.WriteFile(v.VCLPath, []byte(vcl), 0o644); err != nil {
-		t.Fatalf("harness: varnish: write VCL: %v", err)
+		fatalf(t, "harness: varnish: write VCL: %v", err)
 	}
 	v.Process = StartProcess(t, ProcessConfig{
 		Name: "varnishd",

@@ -30,11 +30,11 @@ func FreePort(t T) int {
 	for range 1000 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatalf("harness: find a free port: %v", err)
+			fatalf(t, "harness: find a free port: %v", err)
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		if err := ln.Close(); err != nil {
-			t.Fatalf("harness: release port %d: %v", port, err)
+			fatalf(t, "harness: release port %d: %v", port, err)
 		}
 		portsMu.Lock()
 		fresh := !portsGiven[port]
@@ -44,7 +44,7 @@ func FreePort(t T) int {
 			return port
 		}
 	}
-	t.Fatalf("harness: the kernel kept returning ports this process already used")
+	fatalf(t, "harness: the kernel kept returning ports this process already used")
 	return 0
 }
 
