@@ -310,6 +310,7 @@ func TestChaosConsulRestart(t *testing.T) {
 	// up.
 	chk.expectOutage(down, up.Add(2*time.Second))
 	r := <-res
+	chk.cycleEnded(r.c)
 	rep := chk.finish()
 	rep.requireClean(t)
 	requireV2OrRolledBack(ctx, t, l, r)
@@ -352,6 +353,7 @@ func TestChaosAgentKilledMidInstall(t *testing.T) {
 	}
 
 	r := <-res
+	chk.cycleEnded(r.c)
 	rep := chk.finish()
 	rep.requireClean(t)
 	requireEnded(t, r, cycle.Done, cycle.Aborted)
@@ -518,6 +520,7 @@ func TestChaosPartitionLeader(t *testing.T) {
 	t.Logf("healed after %s", time.Since(cut).Round(time.Millisecond))
 
 	r := <-res
+	chk.cycleEnded(r.c)
 	rep := chk.finish()
 	rep.requireClean(t)
 	requireV2OrRolledBack(ctx, t, l, r)

@@ -146,6 +146,7 @@ func TestChaosLBKilledMidSwitch(t *testing.T) {
 	case <-ctx.Done():
 		harness.Fatalf(t, "cyclerctl deploy did not end: %v", ctx.Err())
 	}
+	chk.cycleEnded(d.c)
 	report := chk.finish()
 	if d.code != cycle.ExitLive || d.c.Phase != cycle.Done {
 		harness.Fatalf(t, "deploy: exit %d, cycle %s in %s: %s\n%s", d.code, d.c.ID, d.c.Phase, d.c.Message, d.out)

@@ -323,6 +323,7 @@ func runLeaderKill(ctx context.Context, l *gatedLab, k leaderKill) cycle.Cycle {
 	})
 	var final cycle.Cycle
 	mustJSON(t, l.c.mustCtl(ctx, watch.APIAddr, "--json", "history", "--cycle", at.ID), &final)
+	chk.cycleEnded(final)
 	report := chk.finish()
 	t.Logf("cycle %s ended %s after %s: %s (cyclerctl deploy --follow exited %d)",
 		final.ID, final.Phase, time.Since(started).Round(time.Millisecond), final.Message, d.code)

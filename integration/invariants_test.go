@@ -16,6 +16,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/cyclerhq/cycler/cycle"
 	"github.com/cyclerhq/cycler/integration/harness"
 	"github.com/cyclerhq/cycler/lb"
 	"github.com/cyclerhq/cycler/pool"
@@ -112,6 +113,10 @@ type checkInput struct {
 	// Acks holds the first sighting of each (LB, generation), in the order
 	// the checker saw them.
 	Acks []checkAck
+	// Published is when the leader committed a generation, from the
+	// cycle record (see checker.cycleEnded). No LB can serve a generation
+	// before it, so it dates the generation even when both watches lag.
+	Published map[uint64]time.Time
 	// Grace: see watchGrace.
 	Grace time.Duration
 	// WatchErrors are errors of the Consul watches; each one outside
@@ -214,6 +219,27 @@ func (c *checker) expectOutage(from, to time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.in.Outages = append(c.in.Outages, outage{From: from, To: to})
+}
+
+// cycleEnded records when the leader committed c's switch generation, as
+// the cycle record says: an LB's ack entry holds when the leader saw the
+// ack and how long after the commit that was. Call it before finish with
+// the cycle the checker watched.
+func (c *checker) cycleEnded(cy cycle.Cycle) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range cy.LBs {
+		if cy.SwitchGeneration == 0 || l.Generation < cy.SwitchGeneration || l.AckedAt.IsZero() {
+			continue
+		}
+		at := l.AckedAt.Add(-time.Duration(l.AckMS) * time.Millisecond)
+		if c.in.Published == nil {
+			c.in.Published = map[uint64]time.Time{}
+		}
+		if p, ok := c.in.Published[cy.SwitchGeneration]; !ok || at.Before(p) {
+			c.in.Published[cy.SwitchGeneration] = at
+		}
+	}
 }
 
 // finish stops the checker and checks what it recorded.
@@ -367,14 +393,20 @@ func (c *checker) readAcks(ctx context.Context, cc *consulapi.Client, idx uint64
 // sight of its state document and its first sight of any LB's ack of it:
 // an LB acks only what the leader published, and the two watches are
 // separate blocking queries, so after a Consul restart the state watch
-// can lag the ack watch by seconds. Both watches can lag the LBs, too (one
-// run saw an LB apply a generation 40 ms after Consul came back, and the
-// checker learn of it 640 ms later), so an ack's own applied_at also
-// counts: an LB cannot have applied a generation before the leader
-// published it. That time only widens which generations a sample may
-// have been served under; which generation an LB had acked when a sample
-// started is still judged by when the checker saw the ack, which is never
-// earlier than the LB's own claim. The generation an LB acked is always
+// can lag the ack watch by seconds. Both watches can lag the LBs, too:
+// queries that reach a Consul server still electing itself are held and
+// retried with a random stagger of up to about 0.4 s, and runs saw an LB
+// apply a generation 40 ms after Consul came back while the checker
+// learnt of it 0.6 to 1.2 s later. So two other times date a generation:
+// an ack's own applied_at (an LB cannot apply a generation before the
+// leader published it) and the leader's commit of the generation, from
+// the cycle record (in.Published). Both only widen which generations a
+// sample may have been served under; which generation an LB had acked
+// when a sample started is still judged by when the checker saw the ack,
+// which is never earlier than the LB's own claim. A generation only
+// known from the cycle record (no document, no ack seen) is not added:
+// its samples could not be checked against its document anyway.
+// The generation an LB acked is always
 // allowed for that LB's samples; what the ack allows is still judged by
 // the state document (live pool minus hidden), and a sample that only a
 // generation with no observed document could explain is counted as
@@ -403,6 +435,11 @@ func checkSamples(in checkInput) checkReport {
 		}
 		if k, ok := known[a.Gen]; !ok || first.Before(k) {
 			known[a.Gen] = first
+		}
+	}
+	for g, at := range in.Published {
+		if k, ok := known[g]; ok && at.Before(k) {
+			known[g] = at
 		}
 	}
 	gens := slices.Sorted(maps.Keys(known))
@@ -475,9 +512,12 @@ func checkSamples(in checkInput) checkReport {
 		if d, ok := in.Gens[g]; ok {
 			line = fmt.Sprintf("generation %d: live %s (versions %v), hidden %v, seen %s", g, d.Live, d.Versions, d.Hidden, clock(d.Seen))
 		}
+		if p, ok := in.Published[g]; ok {
+			line += fmt.Sprintf("; committed by the leader at %s", clock(p))
+		}
 		for _, a := range in.Acks {
 			if a.Gen == g {
-				line += fmt.Sprintf("; %s acked at %s", a.LB, clock(a.Seen))
+				line += fmt.Sprintf("; %s acked at %s (applied_at %s)", a.LB, clock(a.Seen), clock(a.Applied))
 			}
 		}
 		r.Generations = append(r.Generations, line)
@@ -656,14 +696,18 @@ func TestCheckerLaggingStateWatch(t *testing.T) {
 	}
 }
 
-// TestCheckerLaggingWatchesUseAppliedAt feeds checkSamples the history of
-// a failed run: after a Consul restart the LB applied generation 2 (green
-// live) at 1000 ms and said so in its ack's applied_at, but both of the
-// checker's watches learnt of generation 2 only at 1700 ms, more than the
-// grace later. Green answers after the LB's apply must pass; a green
-// answer that ended more than the grace before the apply is still a
-// violation, and so is blue after the checker saw the ack.
-func TestCheckerLaggingWatchesUseAppliedAt(t *testing.T) {
+// TestCheckerLaggingWatches feeds checkSamples the histories of two failed
+// runs: after a Consul restart the LB applied generation 2 (green live) at
+// 1000 ms, but both of the checker's watches learnt of generation 2 only
+// at 1700 ms, more than the grace later. In the first, the ack the checker
+// saw still had applied_at 1000; in the second, the LB had applied a
+// larger set of generation 2 at 1600 before the checker saw its ack, so
+// only the leader's commit time (995, from the cycle record) dates the
+// generation early enough. Green answers after the LB's apply must pass; a
+// green answer that ended more than the grace before the commit is still a
+// violation, and so is blue after the checker saw the ack. Without the
+// commit time, the second history shows the false positive.
+func TestCheckerLaggingWatches(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	sample := func(start int, inst string) checkSample {
@@ -673,30 +717,51 @@ func TestCheckerLaggingWatchesUseAppliedAt(t *testing.T) {
 		}
 		return checkSample{Start: at(start), End: at(start + 10), LB: "lb-a", Instance: inst, Pool: string(p), Version: "v-" + string(p)}
 	}
-	in := checkInput{
-		Gens: map[uint64]checkGen{
-			1: {Gen: 1, Live: pool.Blue, Hidden: []string{"web-green-1", "web-green-2"}, Seen: at(0)},
-			2: {Gen: 2, Live: pool.Green, Hidden: []string{"web-blue-1", "web-blue-2"}, Seen: at(1700)},
-		},
-		Acks: []checkAck{
-			{LB: "lb-a", Gen: 1, Seen: at(10), Applied: at(5)},
-			{LB: "lb-a", Gen: 2, Seen: at(1720), Applied: at(1000)},
-		},
-		Grace: 500 * time.Millisecond,
-		Samples: []checkSample{
-			sample(100, "web-green-1"),  // ends 890 ms before the apply: a violation
-			sample(900, "web-blue-1"),   // the old set, before the apply: passes
-			sample(1010, "web-green-1"), // served under 2 after the apply: passes (the false positive)
-			sample(1500, "web-green-2"), // passes
-			sample(1800, "web-blue-2"),  // after the checker saw the ack of 2: a violation
-		},
+	samples := []checkSample{
+		sample(100, "web-green-1"),  // ends 885 ms before the commit: a violation
+		sample(900, "web-blue-1"),   // the old set, before the apply: passes
+		sample(1010, "web-green-1"), // served under 2 after the apply: passes (the false positive)
+		sample(1500, "web-green-2"), // passes
+		sample(1800, "web-blue-2"),  // after the checker saw the ack of 2: a violation
 	}
-	r := checkSamples(in)
-	if r.Total != 5 || r.Checked != 5 || len(r.Failures) != 0 || len(r.Violations) != 2 {
-		harness.Fatalf(t, "report %+v; want 5 samples checked and 2 violations", r)
+	tests := []struct {
+		name      string
+		applied   int // applied_at of the ack of generation 2 the checker saw
+		published map[uint64]time.Time
+		want      []string // the start of each violation's text
+	}{
+		{name: "ack still dated by the first apply", applied: 1000,
+			want: []string{"12:00:00.100..12:00:00.110 via lb-a: answered by web-green-1", "12:00:01.800..12:00:01.810 via lb-a: answered by web-blue-2"}},
+		{name: "ack dated by a later apply, commit from the cycle record", applied: 1600, published: map[uint64]time.Time{2: at(995)},
+			want: []string{"12:00:00.100..12:00:00.110 via lb-a: answered by web-green-1", "12:00:01.800..12:00:01.810 via lb-a: answered by web-blue-2"}},
+		{name: "ack dated by a later apply, no cycle record", applied: 1600,
+			want: []string{"12:00:00.100..12:00:00.110 via lb-a: answered by web-green-1", "12:00:01.010..12:00:01.020 via lb-a: answered by web-green-1",
+				"12:00:01.800..12:00:01.810 via lb-a: answered by web-blue-2"}},
 	}
-	if !strings.Contains(r.Violations[0], "12:00:00.100..12:00:00.110 via lb-a: answered by web-green-1") ||
-		!strings.Contains(r.Violations[1], "12:00:01.800..12:00:01.810 via lb-a: answered by web-blue-2") {
-		harness.Fatalf(t, "violations %q; want web-green-1 at 100 ms and web-blue-2 at 1800 ms", r.Violations)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := checkInput{
+				Gens: map[uint64]checkGen{
+					1: {Gen: 1, Live: pool.Blue, Hidden: []string{"web-green-1", "web-green-2"}, Seen: at(0)},
+					2: {Gen: 2, Live: pool.Green, Hidden: []string{"web-blue-1", "web-blue-2"}, Seen: at(1700)},
+				},
+				Acks: []checkAck{
+					{LB: "lb-a", Gen: 1, Seen: at(10), Applied: at(5)},
+					{LB: "lb-a", Gen: 2, Seen: at(1720), Applied: at(tt.applied)},
+				},
+				Published: tt.published,
+				Grace:     500 * time.Millisecond,
+				Samples:   samples,
+			}
+			r := checkSamples(in)
+			if r.Total != 5 || r.Checked != 5 || len(r.Failures) != 0 || len(r.Violations) != len(tt.want) {
+				harness.Fatalf(t, "report %+v; want 5 samples checked and %d violations", r, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(r.Violations[i], w) {
+					harness.Errorf(t, "violation %d is %q; want it to start with %q", i, r.Violations[i], w)
+				}
+			}
+		})
 	}
 }
