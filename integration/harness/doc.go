@@ -22,6 +22,10 @@
 // The module's own commands (cyclerd, cycler-demoapp) are built once per process by
 // BuildBinary.
 //
+// A test's temp dir, with every log in it, is removed when the test ends.
+// Set CYCLER_TEST_LOGS to a directory to keep a copy of each process's logs
+// there (one numbered directory per process).
+//
 // The package is Linux-only in practice: it reads /proc for child pids and asks the
 // kernel to kill children if the test process dies (Pdeathsig).
 package harness

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -279,6 +280,40 @@ func (p *Process) cleanup() {
 	if p.t.Failed() {
 		p.t.Logf("harness: %s logs:\n%s", p.cfg.Name, p.Tails())
 	}
+	p.keepLogs()
+}
+
+// KeepLogsEnv names a directory to which every process copies its logs
+// when its test ends, failed or not, because a test's temp dir is removed
+// with it: CYCLER_TEST_LOGS=/tmp/logs go test ... keeps them for reading.
+const KeepLogsEnv = "CYCLER_TEST_LOGS"
+
+// keptLogs numbers the directories keepLogs makes, in the order the
+// processes stop.
+var keptLogs atomic.Int64
+
+// keepLogs copies the process's logs to $CYCLER_TEST_LOGS/<pid>-<n>-<name>/,
+// if it is set. Errors are logged, never fatal.
+func (p *Process) keepLogs() {
+	root := os.Getenv(KeepLogsEnv)
+	if root == "" {
+		return
+	}
+	dst := filepath.Join(root, fmt.Sprintf("%d-%03d-%s", os.Getpid(), keptLogs.Add(1), fileName(p.cfg.Name)))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		p.t.Logf("harness: keep logs of %s: %v", p.cfg.Name, err)
+		return
+	}
+	for _, path := range append([]string{p.logPath}, p.cfg.ExtraLogs...) {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dst, filepath.Base(path)), b, 0o644)
+		}
+		if err != nil && !os.IsNotExist(err) {
+			p.t.Logf("harness: keep logs of %s: %v", p.cfg.Name, err)
+		}
+	}
+	p.t.Logf("harness: %s logs kept in %s", p.cfg.Name, dst)
 }
 
 // note appends a harness line to the process log; errors are ignored because the
