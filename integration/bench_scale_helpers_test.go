@@ -36,6 +36,9 @@ const (
 	scaleBakeInterval  = time.Second
 	scaleCheckInterval = 5 * time.Second // Consul checks of the simulated apps
 	scaleRealService   = "web"           // the service of the real agent processes
+	// scaleHostsPerConsul is how many simulated hosts share one Consul
+	// client agent (a real fleet has one agent per host).
+	scaleHostsPerConsul = 50
 )
 
 // scaleMaxParallel is max_parallel of a service with hosts hosts: a tenth
@@ -170,10 +173,18 @@ func (e *scaleEnv) startScaleAgents(ctx context.Context, s scaleSpec) {
 			startAgentWith(e.t, servers, e.consul.HTTPAddr, p, fmt.Sprintf("web-%s-%d", p, i/2+1))
 		}
 	} else {
+		// The simulated hosts share Consul client agents, scaleHostsPerConsul
+		// each, joined to the lab's Consul server, as app hosts' local agents
+		// join the servers of a real datacenter.
+		var consuls []string
+		for k := range (s.Hosts + scaleHostsPerConsul - 1) / scaleHostsPerConsul {
+			c := harness.StartConsulWith(e.t, harness.ConsulOptions{Join: e.consul.SerfLANAddr, NodeName: fmt.Sprintf("%s-consul-%d", s.Service, k+1)})
+			consuls = append(consuls, c.HTTPAddr)
+		}
 		dir := e.t.TempDir()
 		e.sims = append(e.sims, harness.StartProcess(e.t, harness.ProcessConfig{
 			Name: "fleetsim-" + s.Service, Path: e.simBin, Dir: dir, StopTimeout: 30 * time.Second,
-			Args: []string{"run", "-n", strconv.Itoa(s.Hosts), "-service", s.Service, "-consul", e.consul.HTTPAddr,
+			Args: []string{"run", "-n", strconv.Itoa(s.Hosts), "-service", s.Service, "-consul", strings.Join(consuls, ","),
 				"-servers", strings.Join(servers, ","), "-server-token", fleetSecret, "-agent-token", agentAPISecret,
 				"-dir", filepath.Join(dir, "hosts"), "-check-interval", scaleCheckInterval.String()},
 		}))
@@ -392,7 +403,7 @@ func scaleNotes(scales []scaleSpec) (simulated, notes []string) {
 		"The 4-host scale runs real `cyclerd agent` processes (service web), each supervising the demo app as a child process (the manifest's start command).",
 		"The larger scales run `integration/fleetsim`: N instances of the agent package's own Agent in one process, each with its own data directory, its own API listener with the real agent routes and tokens, registering its app instance under the Consul contract and itself as `cyclerd-agent` (discovery.Maintain, as `cyclerd agent` does). Installs are real: the blob is fetched from the servers and hashed, unpacked with pkgfile.Extract, `current` is switched, the app is restarted and its health is checked over HTTP, and the Consul registration is updated.",
 		"What fleetsim simulates is the app: an in-process HTTP server per instance (GET / answers like the demo app, GET /health answers 200). The agents run in restart_command mode; the restart command is a real child process (`fleetsim restart`) that asks the in-process app to restart, upon which it reads its version from the agent's `current` link. A supervised start would need 500 app processes, which a 2-CPU machine cannot run alongside the rest.",
-		"Every instance talks to the same Consul agent (a real fleet has one per host), each from its own loopback address (127.1.x.y), so Consul's per-client connection limit applies per simulated host as it would per real host; the one Consul agent still does the work of 500.",
+		fmt.Sprintf("The simulated hosts register through Consul client agents, one per %d hosts (10 at 500 hosts), each a real `consul agent` joined to the lab's Consul server, as app hosts' local agents join the servers of a real datacenter; the servers and the LB use the server agent. A real fleet has one local agent per host, so each client agent here still does the work of %d hosts: a Consul agent applies its service and check changes (the maintenance toggles of hide and switch) one at a time and syncs each to the catalog. Each instance talks to its agent from its own loopback address (127.1.x.y), so Consul's per-client connection limit applies per simulated host.", scaleHostsPerConsul, scaleHostsPerConsul),
 	}
 	notes = []string{
 		fmt.Sprintf("Each service: min_live 1, drain %s, bake_time %s, bake_interval %s, smoke GET / on every hidden host, bake GET / through the LB, standby keep; max_parallel a tenth of a pool, at least 2 (%s).", scaleDrain, scaleBakeTime, scaleBakeInterval, scaleMaxParallels(scales)),

@@ -108,7 +108,7 @@ func runFleet(args []string) error {
 	fs := flag.NewFlagSet("fleetsim run", flag.ContinueOnError)
 	fs.IntVar(&o.n, "n", 50, "instances, split evenly blue/green")
 	fs.StringVar(&o.service, "service", "", "the service the instances run (required)")
-	fs.StringVar(&o.consul, "consul", "", "Consul HTTP address host:port (required)")
+	fs.StringVar(&o.consul, "consul", "", "Consul HTTP addresses host:port, comma-separated; the instances are split among them in contiguous blocks (required)")
 	fs.StringVar(&o.servers, "servers", "", "comma-separated cyclerd server API addresses to fetch blobs from (required)")
 	fs.StringVar(&o.serverToken, "server-token", "", "agent-scope token the agents present to servers (required)")
 	fs.StringVar(&o.agentToken, "agent-token", "", "agent-scope token the agents accept from servers (required)")
@@ -133,6 +133,7 @@ func runFleet(args []string) error {
 	defer stop()
 
 	blobs := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	consuls := strings.Split(o.consul, ",")
 
 	var wg sync.WaitGroup
 	for i := range o.n {
@@ -141,7 +142,7 @@ func runFleet(args []string) error {
 			p = "green"
 		}
 		inst := fmt.Sprintf("%s-%s-%03d", o.service, p, k)
-		consul, err := hostConsul(o.consul, i)
+		consul, err := hostConsul(consuls[i*len(consuls)/o.n], i)
 		if err != nil {
 			stop()
 			wg.Wait()
@@ -159,10 +160,11 @@ func runFleet(args []string) error {
 	return nil
 }
 
-// hostConsul is the Consul client of simulated host i. Each host talks to
-// the one Consul agent from its own loopback address (127.1.x.y), so
-// Consul's per-client limits (http_max_conns_per_client) apply per host,
-// as on a real fleet where each host has its own local Consul agent.
+// hostConsul is the Consul client of simulated host i, for the Consul
+// agent at addr. Each host talks to its agent from its own loopback
+// address (127.1.x.y), so Consul's per-client limits
+// (http_max_conns_per_client) apply per host, as on a real fleet where
+// each host has its own local Consul agent.
 func hostConsul(addr string, i int) (*consulapi.Client, error) {
 	cc := consulapi.DefaultConfig()
 	cc.Address = addr

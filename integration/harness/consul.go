@@ -22,6 +22,11 @@ type ConsulOptions struct {
 	// the ports and the agent's own service registrations and checks (they live in
 	// the data dir) but loses the KV store and any catalog-only data.
 	Persistent bool
+	// Join, if set, starts a client agent (no server, no Raft) that joins the
+	// LAN gossip of the agent at this serf address (another Consul's
+	// SerfLANAddr), as every app host's local agent joins the servers in a
+	// real datacenter. Persistent is ignored then.
+	Join string
 }
 
 // Consul is a real Consul agent on loopback, started by StartConsul.
@@ -103,9 +108,12 @@ performance { raft_multiplier = 1 }
 disable_host_node_id = true
 disable_update_check = true`, http, dns, server, serf)
 	args := []string{"agent"}
-	if opts.Persistent {
+	switch {
+	case opts.Join != "":
+		args = append(args, "-retry-join", opts.Join, "-retry-interval", "1s")
+	case opts.Persistent:
 		args = append(args, "-server", "-bootstrap-expect=1")
-	} else {
+	default:
 		args = append(args, "-dev")
 	}
 	args = append(args,
@@ -116,8 +124,12 @@ disable_update_check = true`, http, dns, server, serf)
 		"-log-level", "info",
 		"-hcl", hcl,
 	)
+	name := "consul"
+	if opts.Join != "" {
+		name = "consul-" + node
+	}
 	c.Process = StartProcess(t, ProcessConfig{
-		Name:  "consul",
+		Name:  name,
 		Path:  bin,
 		Args:  args,
 		Dir:   dir,
