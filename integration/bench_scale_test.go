@@ -392,8 +392,8 @@ Measured by `+"`make bench-scale`"+`, which runs:
 
     %s
 
-on real processes on loopback: a Consul agent, three `+"`cyclerd server`"+`s with the production Raft timing, one nginx LB
-(dynamic mode) with its `+"`cyclerd lb`"+`, and the agents of each scale. The numbers are from one run on %s (%s, %.0f s);
+on real processes on loopback: a Consul server agent, three `+"`cyclerd server`"+`s with the production Raft timing, one nginx LB
+(dynamic mode) with its `+"`cyclerd lb`"+`, and the agents of each scale (the simulated ones with Consul client agents, see the notes). The numbers are from one run on %s (%s, %.0f s);
 %s holds them in machine-readable form.
 
 Machine: %d CPUs (%s), %s, %s, Linux %s; load average at the start: %s.
