@@ -175,7 +175,7 @@ type checker struct {
 func (l *fleetLab) startChecker() *checker {
 	l.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &checker{stop: cancel, in: checkInput{Gens: map[uint64]checkGen{}, Grace: watchGrace}}
+	c := &checker{stop: cancel, in: checkInput{Gens: map[uint64]checkGen{}, Published: map[uint64]time.Time{}, Grace: watchGrace}}
 	for _, b := range l.lbs {
 		c.lbs = append(c.lbs, b.ID)
 	}
@@ -233,9 +233,6 @@ func (c *checker) cycleEnded(cy cycle.Cycle) {
 			continue
 		}
 		at := l.AckedAt.Add(-time.Duration(l.AckMS) * time.Millisecond)
-		if c.in.Published == nil {
-			c.in.Published = map[uint64]time.Time{}
-		}
 		if p, ok := c.in.Published[cy.SwitchGeneration]; !ok || at.Before(p) {
 			c.in.Published[cy.SwitchGeneration] = at
 		}

@@ -77,38 +77,37 @@ func note(t T, msg string) {
 	r.mu.Unlock()
 }
 
+// reason records msg for t's recap and returns the line to fail t with:
+// msg after errorPrefix, except in the lab, whose output says "lab:".
+func reason(t T, msg string) string {
+	note(t, msg)
+	if _, lab := t.(*LabT); lab {
+		return msg
+	}
+	return errorPrefix + msg
+}
+
 // Fatalf records the reason for the recap and fails t as t.Fatalf does.
 func Fatalf(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	note(t, msg)
-	t.Fatal(errorPrefix + msg)
+	t.Fatal(reason(t, fmt.Sprintf(format, args...)))
 }
 
 // Fatal records the reason for the recap and fails t as t.Fatal does.
 func Fatal(t testing.TB, args ...any) {
 	t.Helper()
-	msg := fmt.Sprint(args...)
-	note(t, msg)
-	t.Fatal(errorPrefix + msg)
+	t.Fatal(reason(t, fmt.Sprint(args...)))
 }
 
 // Errorf records the reason for the recap and marks t failed as t.Errorf
 // does.
 func Errorf(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	note(t, msg)
-	t.Error(errorPrefix + msg)
+	t.Error(reason(t, fmt.Sprintf(format, args...)))
 }
 
 // fatalf is Fatalf for the harness's own T.
 func fatalf(t T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	note(t, msg)
-	if _, lab := t.(*LabT); lab {
-		t.Fatalf("%s", msg) // the lab prints its own "lab:" prefix
-	}
-	t.Fatalf("%s%s", errorPrefix, msg)
+	t.Fatalf("%s", reason(t, fmt.Sprintf(format, args...)))
 }
